@@ -1,0 +1,152 @@
+"""The package's exception tree, in one place.
+
+::
+
+    FhirError
+    ├── InputError            input we were given is unusable (file, JSON, case field, FHIR element)
+    │   └── MappingError      FHIR content that cannot become a case (names the element path)
+    ├── ValidationError       a resource breaks a profile (carries the issues)
+    ├── TransportError        no usable response: connect / read timeouts, resets
+    │   └── TimeoutError_     the request timed out
+    └── ServerError           the server answered with an error status
+        ├── NotFound 404, Gone 410, Conflict 409, PreconditionFailed 412,
+        └── Unprocessable 422, RateLimited 429
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "Conflict",
+    "FhirError",
+    "Gone",
+    "InputError",
+    "MappingError",
+    "NotFound",
+    "OutcomeIssue",
+    "PreconditionFailed",
+    "RateLimited",
+    "ServerError",
+    "TimeoutError_",
+    "TransportError",
+    "Unprocessable",
+    "ValidationError",
+]
+
+
+class FhirError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class InputError(FhirError):
+    """Input is unusable. ``location`` names the file, field or element at fault."""
+
+    def __init__(self, message: str, *, location: str | None = None) -> None:
+        self.location = location
+        super().__init__(f"{location}: {message}" if location else message)
+
+
+class MappingError(InputError):
+    """FHIR content that cannot be turned into a case."""
+
+
+class ValidationError(FhirError):
+    """A resource or Bundle breaks a profile; ``issues`` lists every finding."""
+
+    def __init__(self, message: str, issues: Sequence[Any] = ()) -> None:
+        self.issues = list(issues)
+        super().__init__(message)
+
+
+class TransportError(FhirError):
+    """The request got no usable response (connect error, reset, timeout, broken body)."""
+
+
+class TimeoutError_(TransportError):  # noqa: N801 - avoid shadowing the builtin
+    """The request timed out (connect or read)."""
+
+
+class OutcomeIssue:
+    """One ``OperationOutcome.issue``: severity, code, diagnostics, expression."""
+
+    __slots__ = ("code", "diagnostics", "expression", "severity")
+
+    def __init__(
+        self,
+        severity: str,
+        code: str,
+        diagnostics: str | None = None,
+        expression: Sequence[str] = (),
+    ) -> None:
+        self.severity = severity
+        self.code = code
+        self.diagnostics = diagnostics
+        self.expression = list(expression)
+
+    def __repr__(self) -> str:
+        return (
+            f"OutcomeIssue(severity={self.severity!r}, code={self.code!r}, "
+            f"diagnostics={self.diagnostics!r}, expression={self.expression!r})"
+        )
+
+    def __str__(self) -> str:
+        where = f" at {', '.join(self.expression)}" if self.expression else ""
+        return f"{self.severity}/{self.code}{where}: {self.diagnostics or ''}".rstrip(": ")
+
+
+class ServerError(FhirError):
+    """The server answered with an error status.
+
+    ``status`` is the HTTP status, ``issues`` the OperationOutcome's issues (empty when the body
+    was not one), ``hapi_code`` the ``HAPI-NNNN`` code from the diagnostics when present,
+    ``outcome`` the raw OperationOutcome dict, ``body_excerpt`` the start of a non-FHIR body.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        method: str | None = None,
+        url: str | None = None,
+        issues: Sequence[OutcomeIssue] = (),
+        hapi_code: str | None = None,
+        outcome: dict[str, Any] | None = None,
+        body_excerpt: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.status = status
+        self.method = method
+        self.url = url
+        self.issues = list(issues)
+        self.hapi_code = hapi_code
+        self.outcome = outcome
+        self.body_excerpt = body_excerpt
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class NotFound(ServerError):
+    """404: no such resource or endpoint."""
+
+
+class Gone(ServerError):
+    """410: the resource was deleted (or a paging id expired)."""
+
+
+class Conflict(ServerError):
+    """409: version conflict or duplicate (HAPI answers a stale If-Match with 409)."""
+
+
+class PreconditionFailed(ServerError):
+    """412: a precondition failed, or a conditional operation matched several resources."""
+
+
+class Unprocessable(ServerError):
+    """422: the server rejected the content (validation)."""
+
+
+class RateLimited(ServerError):
+    """429: too many requests; ``retry_after`` holds the server's advice in seconds."""
