@@ -1,0 +1,383 @@
+"""Building blocks shared by the mappers: codeable concepts, quantities, and the tracking reader
+that lets ``from_fhir`` report every element it did not use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from fhir_plao.errors import MappingError
+from fhir_plao.terminology import TERMINOLOGY
+
+JSON = dict[str, Any]
+
+BASE = "http://fhir-plao.example.org/fhir"
+PROFILE = BASE + "/StructureDefinition/"
+ITEM_SYSTEM = BASE + "/item-id"
+UCUM = "http://unitsofmeasure.org"
+
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
+CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
+INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+DIAGNOSTIC_SERVICE = "http://terminology.hl7.org/CodeSystem/v2-0074"
+
+UNIT_DISPLAY = {"[IU]": "IU", "1": "1"}
+
+INTERPRETATION_DISPLAY = {
+    "H": "High",
+    "L": "Low",
+    "N": "Normal",
+    "A": "Abnormal",
+    "HH": "Critical high",
+    "LL": "Critical low",
+}
+
+OBSERVATION_CATEGORY_DISPLAY = {
+    "vital-signs": "Vital Signs",
+    "laboratory": "Laboratory",
+    "imaging": "Imaging",
+    "exam": "Exam",
+    "social-history": "Social History",
+}
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def codeable(key: str | None, text: str | None = None) -> JSON:
+    """A CodeableConcept for a code-table key; ``text`` overrides the table's text."""
+    if key is None:
+        if not text:
+            raise ValueError("a concept needs a key or a text")
+        return {"text": text}
+    concept = TERMINOLOGY.concept(key)
+    out: JSON = {}
+    if concept.codings:
+        out["coding"] = [coding_json(c.system, c.code, c.display) for c in concept.codings]
+    out["text"] = text if text is not None else concept.text
+    return out
+
+
+def codeable_many(keys: tuple[str, ...]) -> JSON:
+    """One CodeableConcept holding the codings of several keys (an imaging study of two regions)."""
+    codings = [
+        coding_json(c.system, c.code, c.display) for k in keys for c in TERMINOLOGY.concept(k).codings
+    ]
+    out: JSON = {}
+    if codings:
+        out["coding"] = codings
+    out["text"] = "; ".join(TERMINOLOGY.concept(k).text for k in keys)
+    return out
+
+
+def coding_json(system: str, code: str, display: str | None) -> JSON:
+    out: JSON = {"system": system, "code": code}
+    if display:
+        out["display"] = display
+    return out
+
+
+def fixed_category(system: str, code: str, display: str) -> JSON:
+    return {"coding": [coding_json(system, code, display)]}
+
+
+def quantity(value: Decimal, code: str, unit: str | None = None) -> JSON:
+    return {
+        "value": value,
+        "unit": unit if unit is not None else UNIT_DISPLAY.get(code, code),
+        "system": UCUM,
+        "code": code,
+    }
+
+
+def item_identifier(local_id: str) -> list[JSON]:
+    return [{"system": ITEM_SYSTEM, "value": local_id}]
+
+
+def annotation(text: str | None) -> list[JSON] | None:
+    return [{"text": text}] if text else None
+
+
+def prune(resource: JSON) -> JSON:
+    """Drop keys whose value is None or empty, recursively (FHIR forbids empty elements)."""
+    out: JSON = {}
+    for key, value in resource.items():
+        if isinstance(value, dict):
+            value = prune(value)
+        elif isinstance(value, list):
+            value = [prune(v) if isinstance(v, dict) else v for v in value]
+            value = [v for v in value if v not in (None, {}, [])]
+        if value is None or value == {} or value == [] or value == "":
+            continue
+        out[key] = value
+    return out
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True, slots=True)
+class Unmapped:
+    """An element ``from_fhir`` could not carry into the case, and why."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+Path = tuple[str | int, ...]
+
+
+def path_text(root: str, path: Path) -> str:
+    out = root
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+class Reader:
+    """Reads one resource and remembers which elements were used.
+
+    ``get`` returns an element and marks it (and everything under it) used; ``peek`` only looks.
+    :meth:`leftovers` then lists every leaf that no ``get`` covered, so nothing is dropped
+    silently.
+    """
+
+    #: elements that carry no case data: server bookkeeping and generated narrative
+    IGNORED: frozenset[str] = frozenset(
+        {"resourceType", "id", "meta.versionId", "meta.lastUpdated", "meta.profile", "meta.source",
+         "text", "implicitRules", "language"}
+    )
+
+    def __init__(self, resource: JSON, where: str) -> None:
+        self.resource = resource
+        self.where = where  # e.g. "Observation/abc" or "Bundle.entry[3].resource"
+        self.type: str = resource.get("resourceType", "?")
+        self._used: set[Path] = set()
+
+    # -- access
+
+    def peek(self, *path: str | int) -> Any:
+        node: Any = self.resource
+        for part in path:
+            if isinstance(part, int):
+                if not isinstance(node, list) or part >= len(node):
+                    return None
+                node = node[part]
+            else:
+                if not isinstance(node, dict):
+                    return None
+                node = node.get(part)
+            if node is None:
+                return None
+        return node
+
+    def get(self, *path: str | int) -> Any:
+        value = self.peek(*path)
+        if value is not None:
+            self._used.add(path)
+        return value
+
+    def mark(self, *path: str | int) -> None:
+        self._used.add(path)
+
+    def items(self, *path: str | int) -> list[Any]:
+        """The list at ``path`` (empty when absent), without marking it."""
+        value = self.peek(*path)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.error(path, "expected a list")
+        return value
+
+    def path(self, *path: str | int) -> str:
+        return path_text(self.where, path)
+
+    def error(self, path: Path, message: str) -> MappingError:
+        return MappingError(message, location=path_text(self.where, path))
+
+    # -- typed getters that raise MappingError naming the element
+
+    def str_(self, *path: str | int) -> str | None:
+        value = self.get(*path)
+        if value is not None and not isinstance(value, str):
+            raise self.error(path, f"expected a string, got {type(value).__name__}")
+        return value  # type: ignore[no-any-return]
+
+    def decimal(self, *path: str | int) -> Decimal | None:
+        value = self.get(*path)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int | Decimal):
+            raise self.error(path, f"expected a number, got {value!r}")
+        return Decimal(value)
+
+    def int_(self, *path: str | int) -> int | None:
+        value = self.get(*path)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(path, f"expected an integer, got {value!r}")
+        return value
+
+    # -- the report
+
+    def leftovers(self, reason: str = "no place for it in the case model") -> list[Unmapped]:
+        out: list[Unmapped] = []
+        for path, value in _leaves(self.resource, ()):
+            if self._covered(path):
+                continue
+            dotted = ".".join(p for p in path if isinstance(p, str))
+            if dotted in self.IGNORED or any(dotted.startswith(i + ".") for i in self.IGNORED):
+                continue
+            out.append(Unmapped(path_text(self.where, path), f"{reason} (value {_short(value)})"))
+        return out
+
+    def _covered(self, path: Path) -> bool:
+        return any(path[:n] in self._used for n in range(1, len(path) + 1))
+
+
+def _leaves(node: Any, path: Path) -> Iterator[tuple[Path, Any]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, (*path, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _leaves(value, (*path, i))
+    else:
+        yield path, node
+
+
+def _short(value: Any) -> str:
+    text = repr(str(value)) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 else text[:57] + "...'"
+
+
+def read_concept(
+    r: Reader, path: Path, *kinds: str
+) -> tuple[str | None, str | None]:
+    """Read a CodeableConcept as (key, text override).
+
+    The first coding that is in the code table as one of ``kinds`` gives the key; the concept's
+    other codings are used with it; codings of other concepts are left unmapped. ``text`` is
+    returned only when it differs from the table's text for the key (or when no key matched).
+    """
+    cc = r.peek(*path)
+    if cc is None:
+        return None, None
+    if not isinstance(cc, dict):
+        raise r.error(path, "expected a CodeableConcept")
+    key: str | None = None
+    codings = r.items(*path, "coding")
+    for coding in codings:
+        if not isinstance(coding, dict):
+            continue
+        for candidate in TERMINOLOGY.keys_for(coding.get("system"), coding.get("code")):
+            if TERMINOLOGY.concept(candidate).kind in kinds:
+                key = candidate
+                break
+        if key is not None:
+            break
+    if key is not None:
+        own = {(c.system, c.code) for c in TERMINOLOGY.concept(key).codings}
+        for i, coding in enumerate(codings):
+            if isinstance(coding, dict) and (coding.get("system"), coding.get("code")) in own:
+                r.mark(*path, "coding", i)
+    text = r.str_(*path, "text")
+    if key is None:
+        text_key = TERMINOLOGY.key_for_text(text, *kinds)
+        if text_key is not None and not TERMINOLOGY.concept(text_key).codings:
+            return text_key, None
+        if text is None:
+            # no text and no known code: fall back to the first display, leave codings reported
+            for coding in codings:
+                if isinstance(coding, dict) and coding.get("display"):
+                    return None, str(coding["display"])
+        return None, text
+    if text == TERMINOLOGY.concept(key).text:
+        text = None
+    return key, text
+
+
+def read_concepts(r: Reader, path: Path, *kinds: str) -> tuple[str, ...]:
+    """Every key of ``kinds`` among a CodeableConcept's codings, in order (text derived)."""
+    keys: list[str] = []
+    for i, coding in enumerate(r.items(*path, "coding")):
+        if not isinstance(coding, dict):
+            continue
+        for candidate in TERMINOLOGY.keys_for(coding.get("system"), coding.get("code")):
+            if TERMINOLOGY.concept(candidate).kind in kinds:
+                if candidate not in keys:
+                    keys.append(candidate)
+                r.mark(*path, "coding", i)
+                break
+    text = r.peek(*path, "text")
+    if not keys and isinstance(text, str):
+        # text-only concepts: the text is the concepts' texts joined
+        for part in text.split("; "):
+            key = TERMINOLOGY.key_for_text(part, *kinds)
+            if key is None or TERMINOLOGY.concept(key).codings:
+                return ()
+            keys.append(key)
+    if keys and text == "; ".join(TERMINOLOGY.concept(k).text for k in keys):
+        r.mark(*path, "text")
+    return tuple(keys)
+
+
+def read_fixed_code(r: Reader, path: Path, system: str) -> str | None:
+    """The code of the first coding from ``system`` in a CodeableConcept (marked used)."""
+    for i, coding in enumerate(r.items(*path, "coding")):
+        if isinstance(coding, dict) and coding.get("system") == system:
+            r.mark(*path, "coding", i, "system")
+            r.mark(*path, "coding", i, "code")
+            r.mark(*path, "coding", i, "display")
+            code = coding.get("code")
+            return str(code) if code is not None else None
+    return None
+
+
+def read_quantity(r: Reader, path: Path) -> tuple[Decimal | None, str | None]:
+    """(value, UCUM code) of a Quantity; the code falls back to ``unit`` when no code is given."""
+    if r.peek(*path) is None:
+        return None, None
+    value = r.decimal(*path, "value")
+    code = r.str_(*path, "code")
+    system = r.peek(*path, "system")
+    if system is not None:
+        if system != UCUM:
+            raise r.error((*path, "system"), f"unit system {system!r} is not UCUM")
+        r.mark(*path, "system")
+    unit = r.peek(*path, "unit")
+    if code is None:
+        code = r.str_(*path, "unit")
+    elif unit is not None and unit in (code, UNIT_DISPLAY.get(code)):
+        r.mark(*path, "unit")
+    return value, code
+
+
+def read_note(r: Reader, path: Path = ("note",)) -> str | None:
+    notes = r.items(*path)
+    if not notes:
+        return None
+    texts = []
+    for i, _ in enumerate(notes):
+        text = r.str_(*path, i, "text")
+        if text:
+            texts.append(text)
+    return "\n\n".join(texts) if texts else None
+
+
+def read_item_id(r: Reader) -> str | None:
+    """Our own local id from ``identifier`` (system ITEM_SYSTEM), if the resource has one."""
+    for i, ident in enumerate(r.items("identifier")):
+        if isinstance(ident, dict) and ident.get("system") == ITEM_SYSTEM:
+            r.mark("identifier", i)
+            value = ident.get("value")
+            return str(value) if value is not None else None
+    return None

@@ -1,0 +1,372 @@
+"""Observations <-> vitals, labs, DXA scores, pregnancy and breastfeeding status, the pregnancy
+itself, exam / history findings and imaging findings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_plao.case import (
+    DxaScan,
+    DxaScore,
+    Finding,
+    ImagingStudy,
+    LabResult,
+    Lactation,
+    Pregnancy,
+    StatusObservation,
+    Vital,
+)
+from fhir_plao.mapping._fhir import (
+    INTERPRETATION,
+    INTERPRETATION_DISPLAY,
+    JSON,
+    OBSERVATION_CATEGORY,
+    OBSERVATION_CATEGORY_DISPLAY,
+    Reader,
+    annotation,
+    codeable,
+    coding_json,
+    fixed_category,
+    quantity,
+    read_concept,
+    read_fixed_code,
+    read_note,
+    read_quantity,
+)
+from fhir_plao.mapping.bundle import BundleWriter, ResourceIndex
+from fhir_plao.terminology import TERMINOLOGY
+
+#: code.text of the Observations that carry one finding of an imaging report
+IMAGING_FINDING = "Imaging finding"
+#: code.text of the Observation that records a pregnancy (and its number: gravida)
+PREGNANCY = "Pregnancy"
+
+SCORE_UNIT_TEXT = {"T": "T-score", "Z": "Z-score"}
+
+
+def category(code: str) -> list[JSON]:
+    if code in OBSERVATION_CATEGORY_DISPLAY:
+        return [fixed_category(OBSERVATION_CATEGORY, code, OBSERVATION_CATEGORY_DISPLAY[code])]
+    return [{"text": code}]
+
+
+def read_category(r: Reader) -> str | None:
+    """Our observation category: a code of the HL7 system, or the text of a text-only one."""
+    for i, _ in enumerate(r.items("category")):
+        code = read_fixed_code(r, ("category", i), OBSERVATION_CATEGORY)
+        if code is not None:
+            return code
+        text = r.peek("category", i, "text")
+        if isinstance(text, str) and not r.peek("category", i, "coding"):
+            r.mark("category", i)
+            return text
+    return None
+
+
+def _observation(
+    w: BundleWriter, local: str, cat: str, code: JSON, effective: str | None, **rest: Any
+) -> JSON:
+    body: JSON = {
+        "status": "final",
+        "category": category(cat),
+        "code": code,
+        "subject": w.subject,
+    }
+    if effective is not None:
+        body["effectiveDateTime"] = effective
+    body.update(rest)
+    return body
+
+
+# --------------------------------------------------------------------------- vitals
+
+
+def vital_to_observation(w: BundleWriter, v: Vital) -> None:
+    body = _observation(
+        w, v.id, "vital-signs", codeable(v.kind), v.date, valueQuantity=quantity(v.value, v.unit)
+    )
+    w.add("Observation", v.id, body, profile="plao-vital-signs")
+
+
+def observation_to_vital(r: Reader, local: str, key: str) -> dict[str, Any]:
+    read_category(r)
+    r.get("status")
+    value, unit = read_quantity(r, ("valueQuantity",))
+    return {"id": local, "kind": key, "value": value, "unit": unit, "date": _effective(r)}
+
+
+# --------------------------------------------------------------------------- labs
+
+
+def lab_to_observation(w: BundleWriter, lab: LabResult) -> None:
+    rest: JSON = {}
+    if lab.value is not None:
+        assert lab.unit is not None
+        rest["valueQuantity"] = quantity(lab.value, lab.unit)
+    elif lab.value_text is not None:
+        rest["valueString"] = lab.value_text
+    if lab.interpretation is not None:
+        rest["interpretation"] = [
+            {
+                "coding": [
+                    coding_json(
+                        INTERPRETATION, lab.interpretation, INTERPRETATION_DISPLAY[lab.interpretation]
+                    )
+                ]
+            }
+        ]
+    rest["note"] = annotation(lab.note)
+    rr = lab.reference_range
+    if rr is not None:
+        range_: JSON = {"text": rr.text}
+        if rr.low is not None:
+            assert lab.unit is not None
+            range_["low"] = quantity(rr.low, lab.unit)
+        if rr.high is not None:
+            assert lab.unit is not None
+            range_["high"] = quantity(rr.high, lab.unit)
+        rest["referenceRange"] = [range_]
+    body = _observation(w, lab.id, "laboratory", codeable(lab.test), lab.date, **rest)
+    w.add("Observation", lab.id, body, profile="plao-lab-result")
+
+
+def observation_to_lab(r: Reader, local: str, key: str, panel: str | None) -> dict[str, Any]:
+    read_category(r)
+    r.get("status")
+    value, unit = read_quantity(r, ("valueQuantity",))
+    out: dict[str, Any] = {
+        "id": local,
+        "test": key,
+        "panel": panel,
+        "date": _effective(r),
+        "value": value,
+        "value_text": r.str_("valueString"),
+        "unit": unit,
+        "note": read_note(r),
+    }
+    interp = r.items("interpretation")
+    if interp:
+        out["interpretation"] = read_fixed_code(r, ("interpretation", 0), INTERPRETATION)
+    ranges = r.items("referenceRange")
+    if ranges:
+        low, low_unit = read_quantity(r, ("referenceRange", 0, "low"))
+        high, high_unit = read_quantity(r, ("referenceRange", 0, "high"))
+        range_unit = low_unit or high_unit
+        if out["unit"] is None:
+            out["unit"] = range_unit
+        elif range_unit is not None and range_unit != out["unit"]:
+            raise r.error(
+                ("referenceRange", 0), f"range unit {range_unit!r} differs from value unit {unit!r}"
+            )
+        out["reference_range"] = {"low": low, "high": high, "text": r.str_("referenceRange", 0, "text")}
+    return out
+
+
+# --------------------------------------------------------------------------- DXA scores
+
+
+def dxa_score_local(scan: DxaScan, score: DxaScore) -> str:
+    return f"{scan.id}-{score.site}-{score.kind}"
+
+
+def dxa_score_to_observation(w: BundleWriter, scan: DxaScan, score: DxaScore) -> None:
+    key = TERMINOLOGY.dxa_score_key(score.site, score.kind)
+    code = score.unit if score.unit is not None else "1"
+    unit_text = SCORE_UNIT_TEXT.get(score.kind) if code == "1" else None
+    body = _observation(
+        w,
+        dxa_score_local(scan, score),
+        "imaging",
+        codeable(key),
+        scan.date,
+        bodySite=codeable(score.site),
+        valueQuantity=quantity(score.value, code, unit_text),
+    )
+    w.add("Observation", dxa_score_local(scan, score), body, profile="plao-dxa-score")
+
+
+def observation_to_dxa_score(r: Reader, score_key: str) -> tuple[str | None, dict[str, Any]]:
+    """(date, score fields). The site comes from bodySite, else from the score code's site."""
+    kind = TERMINOLOGY.concept(score_key).extra["score"]
+    read_category(r)
+    r.get("status")
+    site, _ = read_concept(r, ("bodySite",), "dxa-site")
+    if site is None:
+        # no (known) bodySite: the one site whose scores use this code, when there is one
+        sites = [
+            c.key
+            for c in TERMINOLOGY
+            if c.kind == "dxa-site" and c.extra.get("scores", {}).get(kind) == score_key
+        ]
+        if len(sites) != 1:
+            raise r.error(("bodySite",), f"cannot tell the DXA site of {score_key}")
+        site = sites[0]
+    if TERMINOLOGY.dxa_score_key(site, kind) != score_key:
+        raise r.error(("code",), f"code {score_key} does not fit site {site}")
+    value, unit = read_quantity(r, ("valueQuantity",))
+    if value is None:
+        raise r.error(("valueQuantity",), "a DXA score without a value")
+    if kind in ("T", "Z") and unit in ("1", None):
+        if r.peek("valueQuantity", "unit") in (SCORE_UNIT_TEXT[kind], None):
+            r.mark("valueQuantity", "unit")
+        unit = None
+    return _effective(r), {"site": site, "kind": kind, "value": value, "unit": unit}
+
+
+# --------------------------------------------------------------------------- status observations
+
+
+def status_to_observation(w: BundleWriter, s: StatusObservation) -> None:
+    body = _observation(
+        w,
+        s.id,
+        "social-history",
+        codeable(s.question),
+        s.date,
+        valueCodeableConcept=codeable(s.answer),
+        note=annotation(s.note),
+    )
+    w.add("Observation", s.id, body)
+
+
+def observation_to_status(r: Reader, local: str, question: str) -> dict[str, Any]:
+    read_category(r)
+    r.get("status")
+    answer, _ = read_concept(r, ("valueCodeableConcept",), "status-answer")
+    if answer is None:
+        raise r.error(("valueCodeableConcept",), f"no known answer to {question}")
+    return {
+        "id": local,
+        "question": question,
+        "answer": answer,
+        "date": _effective(r),
+        "note": read_note(r),
+    }
+
+
+def lactation_to_observation(w: BundleWriter, lac: Lactation) -> None:
+    local = f"{lac.pregnancy}-lactation"
+    body = _observation(
+        w,
+        local,
+        "social-history",
+        codeable("breastfeeding-status"),
+        None,
+        effectivePeriod={"start": lac.start, "end": lac.stopped},
+        valueCodeableConcept=codeable("breastfeeding"),
+        focus=[w.ref("Observation", lac.pregnancy)],
+        note=annotation(lac.stop_reason),
+    )
+    w.add("Observation", local, body)
+
+
+def observation_to_lactation(r: Reader, index: ResourceIndex) -> dict[str, Any]:
+    read_category(r)
+    r.get("status")
+    answer, _ = read_concept(r, ("valueCodeableConcept",), "status-answer")
+    if answer != "breastfeeding":
+        raise r.error(("valueCodeableConcept",), "a breastfeeding period must say 'breastfeeding'")
+    pregnancy = None
+    for i, ref in enumerate(r.items("focus")):
+        target = index.resolve(ref.get("reference") if isinstance(ref, dict) else None)
+        if target is not None and target.reader.peek("code", "text") == PREGNANCY:
+            pregnancy = target.local_id
+            r.mark("focus", i)
+            break
+    return {
+        "pregnancy": pregnancy,
+        "start": r.str_("effectivePeriod", "start"),
+        "stopped": r.str_("effectivePeriod", "end"),
+        "stop_reason": read_note(r),
+    }
+
+
+def pregnancy_to_observation(w: BundleWriter, p: Pregnancy) -> None:
+    effective = p.delivery.date if p.delivery is not None else None
+    body = _observation(
+        w,
+        p.id,
+        "social-history",
+        {"text": PREGNANCY},
+        effective,
+        valueInteger=p.gravida,
+        note=annotation(p.note),
+    )
+    w.add("Observation", p.id, body)
+
+
+def observation_to_pregnancy(r: Reader, local: str) -> dict[str, Any]:
+    read_category(r)
+    r.get("status")
+    r.get("code")
+    r.get("effectiveDateTime")  # the delivery date, carried by the delivery Procedure
+    return {"id": local, "gravida": r.int_("valueInteger"), "note": read_note(r)}
+
+
+# --------------------------------------------------------------------------- findings
+
+
+def finding_to_observation(w: BundleWriter, f: Finding) -> None:
+    body = _observation(
+        w, f.id, f.category, codeable(f.concept, f.text), f.date, valueString=f.value
+    )
+    w.add("Observation", f.id, body)
+
+
+def observation_to_finding(r: Reader, local: str, cat: str) -> dict[str, Any]:
+    r.get("status")
+    concept, text = read_concept(r, ("code",), "condition", "finding")
+    value = r.str_("valueString")
+    if value is None:
+        raise r.error(("valueString",), "a finding needs its value as text")
+    return {
+        "id": local,
+        "category": cat,
+        "concept": concept,
+        "text": text,
+        "value": value,
+        "date": _effective(r),
+    }
+
+
+def imaging_finding_local(study: ImagingStudy, n: int) -> str:
+    return f"{study.id}-finding-{n + 1}"
+
+
+def imaging_finding_to_observation(w: BundleWriter, study: ImagingStudy, n: int) -> None:
+    local = imaging_finding_local(study, n)
+    body = _observation(
+        w,
+        local,
+        "imaging",
+        {"text": IMAGING_FINDING},
+        study.date,
+        valueString=study.findings[n],
+    )
+    w.add("Observation", local, body)
+
+
+def observation_to_imaging_finding(r: Reader) -> str:
+    read_category(r)
+    r.get("status")
+    r.get("code")
+    r.get("effectiveDateTime")
+    value = r.str_("valueString")
+    if value is None:
+        raise r.error(("valueString",), "an imaging finding needs its text")
+    return value
+
+
+# --------------------------------------------------------------------------- shared
+
+
+def _effective(r: Reader) -> str | None:
+    value = r.str_("effectiveDateTime")
+    if value is None and r.peek("effectivePeriod") is not None:
+        value = r.str_("effectivePeriod", "start")
+        if r.peek("effectivePeriod", "end") in (None, value):
+            r.mark("effectivePeriod")
+    if value is None:
+        value = r.str_("effectiveInstant")
+    return value
+

@@ -1,0 +1,44 @@
+"""Patient <-> :class:`~fhir_plao.case.Patient`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_plao.case import Patient
+from fhir_plao.mapping._fhir import Reader
+from fhir_plao.mapping.bundle import BundleWriter
+
+
+def patient_to_fhir(w: BundleWriter) -> None:
+    p = w.case.patient
+    w.add(
+        "Patient",
+        "patient",
+        {
+            "identifier": [{"system": p.identifier_system, "value": p.identifier}],
+            "gender": p.sex,
+            "birthDate": p.birth_date,
+        },
+        profile="plao-patient",
+    )
+
+
+def patient_from_fhir(r: Reader) -> dict[str, Any]:
+    """The case's ``patient`` fields from a Patient resource (the first identifier is the case's)."""
+    identifiers = r.items("identifier")
+    chosen = None
+    for i, ident in enumerate(identifiers):
+        if isinstance(ident, dict) and ident.get("system") and ident.get("value"):
+            chosen = i
+            break
+    if chosen is None:
+        raise r.error(("identifier",), "the Patient has no identifier with system and value")
+    return {
+        "identifier_system": r.str_("identifier", chosen, "system"),
+        "identifier": r.str_("identifier", chosen, "value"),
+        "sex": r.str_("gender") or "unknown",
+        "birth_date": r.str_("birthDate"),
+    }
+
+
+__all__ = ["Patient", "patient_from_fhir", "patient_to_fhir"]
