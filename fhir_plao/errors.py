@@ -8,6 +8,8 @@
     ├── ValidationError       a resource breaks a profile (carries the issues)
     ├── TransportError        no usable response: connect / read timeouts, resets
     │   └── TimeoutError_     the request timed out
+    ├── UnexpectedResponse    a response we cannot use: not FHIR R4, a next link off the server,
+    │                         HTML or the wrong resource where FHIR JSON was due
     └── ServerError           the server answered with an error status
         ├── NotFound 404, Gone 410, Conflict 409, PreconditionFailed 412,
         └── Unprocessable 422, RateLimited 429
@@ -31,6 +33,7 @@ __all__ = [
     "ServerError",
     "TimeoutError_",
     "TransportError",
+    "UnexpectedResponse",
     "Unprocessable",
     "ValidationError",
 ]
@@ -44,6 +47,7 @@ class InputError(FhirError):
     """Input is unusable. ``location`` names the file, field or element at fault."""
 
     def __init__(self, message: str, *, location: str | None = None) -> None:
+        self.message = message
         self.location = location
         super().__init__(f"{location}: {message}" if location else message)
 
@@ -66,6 +70,14 @@ class TransportError(FhirError):
 
 class TimeoutError_(TransportError):  # noqa: N801 - avoid shadowing the builtin
     """The request timed out (connect or read)."""
+
+
+class UnexpectedResponse(FhirError):
+    """The server answered, but with something this client cannot use.
+
+    A server that is not FHIR R4, a paging link that leaves the server, HTML or another resource
+    where FHIR JSON was due. The message says what was expected and what came.
+    """
 
 
 class OutcomeIssue:

@@ -116,20 +116,45 @@ class _CaseBuilder:
     def skip(self, r: Reader, reason: str) -> None:
         self.unmapped.append(Unmapped(r.where, reason))
 
+    def not_mapped(self, r: Reader, exc: MappingError) -> None:
+        """The whole resource is reported (once), with the element that stopped it."""
+        self.unmapped.append(
+            Unmapped(exc.location or r.where, f"resource not mapped: {exc.message}")
+        )
+        self.consumed.add(id(r))
+
 
 def from_fhir(data: Any) -> MappingResult:
     """Read a case from FHIR: a Bundle (transaction, searchset, collection, ...), a resource,
     or a list of resources. Raises :class:`MappingError` when there is no single patient."""
     index = index_resources(data)
     patients = index.of_type("Patient")
-    if not patients:
-        raise MappingError("no Patient resource in the input", location="input")
     if len(patients) > 1:
         names = ", ".join(p.reader.where for p in patients)
-        raise MappingError(f"several Patients ({names}): give one patient's resources", location="input")
-    patient = patients[0]
+        raise MappingError(
+            f"several Patients ({names}): give one patient's resources", location="input"
+        )
     b = _CaseBuilder(index)
-    patient_fields = patient_from_fhir(patient.reader)
+    if patients:
+        patient: Parsed | None = patients[0]
+        patient_fields = patient_from_fhir(patients[0].reader)
+        patient_where = patients[0].reader.where
+        subject_ref = None
+    else:
+        patient, subject_ref = None, _only_subject(index)
+        patient_fields = {
+            "identifier_system": "urn:ietf:rfc:3986",
+            "identifier": subject_ref,
+            "sex": "unknown",
+        }
+        patient_where = subject_ref
+        b.unmapped.append(
+            Unmapped(
+                "input",
+                f"no Patient resource: the patient is known only as {subject_ref!r} "
+                "(sex unknown, no birth date)",
+            )
+        )
 
     # which report holds which observation (lab panels, DXA visits, imaging findings)
     report_of: dict[int, Parsed] = {}
@@ -141,16 +166,16 @@ def from_fhir(data: Any) -> MappingResult:
 
     for parsed in index.items:
         r = parsed.reader
-        if parsed is patient:
-            continue
-        if not _about_patient(r, patient, index):
+        if parsed is patient or r.type == "Medication":
+            continue  # a Medication is read through the statements that refer to it
+        if not _about_patient(r, patient, subject_ref, index):
             b.skip(r, "refers to another patient (or to none): not part of this case")
             continue
         try:
             _read_one(b, parsed, report_of)
         except MappingError as exc:
-            b.skip(r, f"not mapped: {exc}")
-            b.consumed.add(id(r))
+            b.not_mapped(r, exc)
+    _group_loose_dxa_scores(b)
 
     # deliveries join their pregnancies
     for where, preg in b.sections["pregnancies"]:
@@ -164,17 +189,38 @@ def from_fhir(data: Any) -> MappingResult:
         if id(parsed.reader) not in b.consumed:
             b.unmapped.extend(parsed.reader.leftovers())
 
-    case = _assemble(b, patient, patient_fields)
+    case = _assemble(b, patient_where, patient_fields)
     return MappingResult(case, b.unmapped)
 
 
-def _about_patient(r: Reader, patient: Parsed, index: ResourceIndex) -> bool:
+def _only_subject(index: ResourceIndex) -> str:
+    """The one patient reference that every resource names, when there is no Patient."""
+    refs = set()
+    for parsed in index.items:
+        for name in ("subject", "patient"):
+            ref = parsed.reader.peek(name, "reference")
+            if isinstance(ref, str) and "Patient/" in ref:
+                refs.add(ref)
+    if len(refs) != 1:
+        found = ", ".join(sorted(refs)) if refs else "none"
+        raise MappingError(
+            f"no Patient resource, and not one patient reference to stand for it (found: {found})",
+            location="input",
+        )
+    return refs.pop()
+
+
+def _about_patient(
+    r: Reader, patient: Parsed | None, subject_ref: str | None, index: ResourceIndex
+) -> bool:
     for name in ("subject", "patient"):
         ref = r.peek(name, "reference")
         if ref is not None:
             r.mark(name)
+            if patient is None:
+                return bool(ref == subject_ref)
             return index.resolve(ref) is patient
-    return r.type in ("Medication",)  # resources that have no subject of their own
+    return False
 
 
 def _read_one(b: _CaseBuilder, parsed: Parsed, report_of: dict[int, Parsed]) -> None:
@@ -300,8 +346,7 @@ def _dxa_scores(b: _CaseBuilder, r: Reader) -> list[dict[str, Any]]:
         try:
             _, score = observations.observation_to_dxa_score(tr, key)
         except MappingError as exc:
-            b.unmapped.append(Unmapped(tr.where, f"not mapped: {exc}"))
-            b.consumed.add(id(tr))
+            b.not_mapped(tr, exc)
             continue
         scores.append(score)
         r.mark("result", i)
@@ -317,7 +362,7 @@ def _show(cc: Any) -> str:
     return ", ".join(codings) + (f" ({text!r})" if text else "") if codings else repr(text)
 
 
-def _assemble(b: _CaseBuilder, patient: Parsed, patient_fields: dict[str, Any]) -> Case:
+def _assemble(b: _CaseBuilder, patient_where: str, patient_fields: dict[str, Any]) -> Case:
     """Build the Case item by item: an item that does not validate is reported, not fatal."""
     from fhir_plao import case as m
 
@@ -337,11 +382,10 @@ def _assemble(b: _CaseBuilder, patient: Parsed, patient_fields: dict[str, Any]) 
         "medications": m.Medication,
         "care": m.Care,
     }
-    _group_loose_dxa_scores(b)
     try:
         patient_model = m.Patient.model_validate(_clean(patient_fields))
     except PydanticValidationError as exc:
-        raise MappingError(_describe(exc), location=patient.reader.where) from None
+        raise MappingError(_describe(exc), location=patient_where) from None
     built: dict[str, list[Any]] = {}
     for section in _SECTIONS:
         built[section] = []
@@ -380,12 +424,10 @@ def _group_loose_dxa_scores(b: _CaseBuilder) -> None:
         try:
             date, score = observations.observation_to_dxa_score(r, key)
         except MappingError as exc:
-            b.unmapped.append(Unmapped(r.where, f"not mapped: {exc}"))
-            b.consumed.add(id(r))
+            b.not_mapped(r, exc)
             continue
         if date is None:
-            b.unmapped.append(Unmapped(r.where, "a DXA score without a date"))
-            b.consumed.add(id(r))
+            b.not_mapped(r, r.error(("effectiveDateTime",), "a DXA score without a date"))
             continue
         by_date.setdefault(date, []).append(score)
     for date, scores in by_date.items():

@@ -70,11 +70,35 @@ def _reasons(r: Reader, index: ResourceIndex, name: str) -> list[str]:
     return ids
 
 
-def _drug(r: Reader) -> str:
-    drug, text = read_concept(r, ("medicationCodeableConcept",), "medication")
+def _drug(r: Reader, index: ResourceIndex) -> str:
+    if r.peek("medicationCodeableConcept") is not None:
+        drug, text = read_concept(r, ("medicationCodeableConcept",), "medication")
+        if drug is None:
+            raise r.error(
+                ("medicationCodeableConcept",), f"medication {text!r} is not in the code table"
+            )
+        return drug
+    ref = r.peek("medicationReference", "reference")
+    if not isinstance(ref, str):
+        raise r.error(("medication[x]",), "no medication given")
+    if ref.startswith("#"):
+        for i, contained in enumerate(r.items("contained")):
+            if isinstance(contained, dict) and contained.get("id") == ref[1:]:
+                drug, text = read_concept(r, ("contained", i, "code"), "medication")
+                if drug is not None:
+                    r.mark("medicationReference")
+                    r.mark("contained", i, "id")
+                    r.mark("contained", i, "resourceType")
+                    return drug
+                raise r.error(("contained", i, "code"), f"medication {text!r} is not in the code table")
+        raise r.error(("medicationReference",), f"no contained Medication {ref!r}")
+    target = index.resolve(ref)
+    if target is None or target.reader.type != "Medication":
+        raise r.error(("medicationReference",), f"the Medication {ref!r} is not in the input")
+    drug, text = read_concept(target.reader, ("code",), "medication")
     if drug is None:
-        name = text or r.peek("medicationReference", "display") or "?"
-        raise r.error(("medicationCodeableConcept",), f"medication {name!r} is not in the code table")
+        raise r.error(("medicationReference",), f"medication {text!r} is not in the code table")
+    r.mark("medicationReference")
     return drug
 
 
@@ -82,7 +106,7 @@ def statement_to_medication(r: Reader, local: str, index: ResourceIndex) -> dict
     r.get("subject")
     out: dict[str, Any] = {
         "id": local,
-        "drug": _drug(r),
+        "drug": _drug(r, index),
         "status": r.str_("status"),
         "start": r.str_("effectivePeriod", "start") or r.str_("effectiveDateTime"),
         "end": r.str_("effectivePeriod", "end"),
@@ -102,7 +126,7 @@ def request_to_medication(r: Reader, local: str, index: ResourceIndex) -> dict[s
     start = r.str_(*timing, "start") or r.str_("authoredOn")
     out: dict[str, Any] = {
         "id": local,
-        "drug": _drug(r),
+        "drug": _drug(r, index),
         "status": REQUEST_STATUS.get(status or "", "active"),
         "start": start,
         "end": r.str_(*timing, "end"),

@@ -21,16 +21,33 @@ SYSTEMS: dict[str, str] = DATA["systems"]
 CONCEPTS: dict[str, dict[str, Any]] = DATA["concepts"]
 
 KINDS = {
-    "vital", "lab", "lab-panel", "dxa-score", "dxa-site", "dxa-panel", "vertebra",
-    "fracture-site", "condition", "status-question", "status-answer", "imaging",
-    "medication", "route", "procedure", "finding",
+    "vital",
+    "lab",
+    "lab-panel",
+    "dxa-score",
+    "dxa-site",
+    "dxa-panel",
+    "vertebra",
+    "fracture-site",
+    "condition",
+    "status-question",
+    "status-answer",
+    "imaging",
+    "severity",
+    "medication",
+    "route",
+    "procedure",
+    "finding",
 }
 
-# Primary codings deliberately shared by two concepts: the same SNOMED CT body structure is both
-# the DXA measurement site and a (non-vertebral) fracture site. Reading a coding back then yields
-# both keys, and the caller picks the one of the kind it expects.
+# Primary codings deliberately shared by two concepts of different kinds: the same SNOMED CT body
+# structure is a DXA measurement site (or the sacrum as the lowest spinal segment) and also a
+# non-vertebral fracture site. Reading the coding back yields both keys; the caller keeps the one
+# of the kind it expects (Terminology.keys_for + kind filter).
 SHARED_PRIMARY_CODINGS: dict[tuple[str, str], set[str]] = {
-    ("snomed", "29627003"): {"femoral-neck", "femoral-neck-bone"},
+    ("snomed", "29627003"): {"femoral-neck", "femoral-neck-bone"},  # neck of femur
+    ("snomed", "29836001"): {"total-hip", "hip"},  # hip region
+    ("snomed", "54735007"): {"sacrum", "sacrum-bone"},  # sacrum
 }
 
 LOINC_RE = re.compile(r"^\d{1,7}-\d$")
@@ -159,6 +176,9 @@ def test_primary_codings_are_unique_unless_allowed() -> None:
             owners.setdefault((first["system"], first["code"]), set()).add(key)
     shared = {pair: keys for pair, keys in owners.items() if len(keys) > 1}
     assert shared == SHARED_PRIMARY_CODINGS
+    for keys in shared.values():
+        kinds = [CONCEPTS[k]["kind"] for k in keys]
+        assert len(kinds) == len(set(kinds)), keys  # never two concepts of one kind
 
 
 def test_texts_unique_within_a_kind() -> None:
@@ -192,17 +212,26 @@ def test_code_formats() -> None:
 def test_snomed_codes_have_valid_verhoeff_check_digit() -> None:
     # SNOMED CT identifiers end in a Verhoeff check digit.
     d = [
-        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 2, 3, 4, 0, 6, 7, 8, 9, 5],
-        [2, 3, 4, 0, 1, 7, 8, 9, 5, 6], [3, 4, 0, 1, 2, 8, 9, 5, 6, 7],
-        [4, 0, 1, 2, 3, 9, 5, 6, 7, 8], [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
-        [6, 5, 9, 8, 7, 1, 0, 4, 3, 2], [7, 6, 5, 9, 8, 2, 1, 0, 4, 3],
-        [8, 7, 6, 5, 9, 3, 2, 1, 0, 4], [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        [1, 2, 3, 4, 0, 6, 7, 8, 9, 5],
+        [2, 3, 4, 0, 1, 7, 8, 9, 5, 6],
+        [3, 4, 0, 1, 2, 8, 9, 5, 6, 7],
+        [4, 0, 1, 2, 3, 9, 5, 6, 7, 8],
+        [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
+        [6, 5, 9, 8, 7, 1, 0, 4, 3, 2],
+        [7, 6, 5, 9, 8, 2, 1, 0, 4, 3],
+        [8, 7, 6, 5, 9, 3, 2, 1, 0, 4],
+        [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
     ]
     p = [
-        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 5, 7, 6, 2, 8, 3, 0, 9, 4],
-        [5, 8, 0, 3, 7, 9, 6, 1, 4, 2], [8, 9, 1, 6, 0, 4, 3, 5, 2, 7],
-        [9, 4, 5, 3, 1, 2, 6, 8, 7, 0], [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
-        [2, 7, 9, 3, 8, 0, 6, 4, 1, 5], [7, 0, 4, 6, 9, 1, 3, 2, 5, 8],
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+        [1, 5, 7, 6, 2, 8, 3, 0, 9, 4],
+        [5, 8, 0, 3, 7, 9, 6, 1, 4, 2],
+        [8, 9, 1, 6, 0, 4, 3, 5, 2, 7],
+        [9, 4, 5, 3, 1, 2, 6, 8, 7, 0],
+        [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
+        [2, 7, 9, 3, 8, 0, 6, 4, 1, 5],
+        [7, 0, 4, 6, 9, 1, 3, 2, 5, 8],
     ]
 
     def verhoeff_ok(code: str) -> bool:
@@ -215,7 +244,8 @@ def test_snomed_codes_have_valid_verhoeff_check_digit() -> None:
     assert not verhoeff_ok("64859007")
     for key, coding in all_codings():
         if coding["system"] == "snomed":
-            assert verhoeff_ok(coding["code"]), f"{key}: SNOMED check digit wrong in {coding['code']}"
+            code = coding["code"]
+            assert verhoeff_ok(code), f"{key}: SNOMED check digit wrong in {code}"
 
 
 # ---- kind-specific fields
@@ -281,35 +311,63 @@ def test_vertebrae() -> None:
         assert v["label"], key
         if key.startswith("vertebra-"):
             assert v["region"] == region_of[key[len("vertebra-")]], key
-            assert v["label"] == key[len("vertebra-"):].upper(), key
+            assert v["label"] == key[len("vertebra-") :].upper(), key
         for coding in v["codings"]:
             # the codings are SNOMED CT body structures named after the vertebra itself
             assert coding["system"] == "snomed", key
             if key.startswith("vertebra-"):
-                assert coding["display"].endswith(v["label"]) or v["label"] in coding["display"], key
+                assert re.search(rf"\b{v['label']}\b", coding["display"]), key
 
 
 def test_keys_the_case_needs_exist() -> None:
     needed = {
-        "body-height": "vital", "body-weight": "vital", "bmi": "vital",
-        "phosphate": "lab", "vitamin-d-25oh": "lab", "calcium": "lab", "pth": "lab",
-        "urine-calcium-24h": "lab", "alkaline-phosphatase": "lab", "ldh": "lab", "tsh": "lab",
-        "free-t4": "lab", "esr": "lab", "crp": "lab", "brucella-agglutination": "lab",
-        "cbc": "lab", "metabolic-panel": "lab", "tumour-markers": "lab",
-        "lab-workup": "lab-panel", "dxa-panel": "dxa-panel",
-        "lumbar-spine-l1-l4": "dxa-site", "femoral-neck": "dxa-site",
-        "plao": "condition", "osteoporosis": "condition",
-        "vertebral-compression-fracture": "condition", "vitamin-d-insufficiency": "condition",
-        "low-back-pain": "condition", "kyphosis": "condition", "scoliosis": "condition",
-        "pregnancy-status": "status-question", "breastfeeding-status": "status-question",
-        "pregnant": "status-answer", "not-pregnant": "status-answer",
-        "breastfeeding": "status-answer", "not-breastfeeding": "status-answer",
-        "mri-thoracic-spine": "imaging", "mri-lumbar-spine": "imaging",
-        "alendronate-70mg-tablet": "medication", "cholecalciferol": "medication",
-        "nsaid": "medication", "oral": "route",
-        "cesarean-section": "procedure", "combined-spinal-epidural": "procedure",
-        "lactation-suppression": "procedure", "orthosis": "procedure",
-        "calcium-rich-diet": "procedure", "home-exercise-program": "procedure",
+        "body-height": "vital",
+        "body-weight": "vital",
+        "bmi": "vital",
+        "phosphate": "lab",
+        "vitamin-d-25oh": "lab",
+        "calcium": "lab",
+        "pth": "lab",
+        "urine-calcium-24h": "lab",
+        "alkaline-phosphatase": "lab",
+        "ldh": "lab",
+        "tsh": "lab",
+        "free-t4": "lab",
+        "esr": "lab",
+        "crp": "lab",
+        "brucella-agglutination": "lab",
+        "cbc": "lab",
+        "metabolic-panel": "lab",
+        "tumour-markers": "lab",
+        "lab-workup": "lab-panel",
+        "dxa-panel": "dxa-panel",
+        "lumbar-spine-l1-l4": "dxa-site",
+        "femoral-neck": "dxa-site",
+        "plao": "condition",
+        "osteoporosis": "condition",
+        "vertebral-compression-fracture": "condition",
+        "vitamin-d-insufficiency": "condition",
+        "low-back-pain": "condition",
+        "kyphosis": "condition",
+        "scoliosis": "condition",
+        "pregnancy-status": "status-question",
+        "breastfeeding-status": "status-question",
+        "pregnant": "status-answer",
+        "not-pregnant": "status-answer",
+        "breastfeeding": "status-answer",
+        "not-breastfeeding": "status-answer",
+        "mri-thoracic-spine": "imaging",
+        "mri-lumbar-spine": "imaging",
+        "alendronate-70mg-tablet": "medication",
+        "cholecalciferol": "medication",
+        "nsaid": "medication",
+        "oral": "route",
+        "cesarean-section": "procedure",
+        "combined-spinal-epidural": "procedure",
+        "lactation-suppression": "procedure",
+        "orthosis": "procedure",
+        "calcium-rich-diet": "procedure",
+        "home-exercise-program": "procedure",
         "walking-exercise": "procedure",
     }
     for key, kind in needed.items():

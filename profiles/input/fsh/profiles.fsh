@@ -32,15 +32,20 @@ Description: "A vital sign (body height, body weight, body mass index) following
 * valueQuantity.code 1..1 MS
 
 Invariant: plao-lab-1
-Description: "The code has a LOINC coding."
-Expression: "coding.where(system = 'http://loinc.org' and code.exists()).exists()"
+Description: "A coded test has a LOINC coding; a test without a verified LOINC code is given as text only."
+Expression: "coding.exists() implies coding.where(system = 'http://loinc.org' and code.exists()).exists()"
+Severity: #error
+
+Invariant: plao-lab-2
+Description: "The test is named by a coding or a text."
+Expression: "coding.exists() or text.exists()"
 Severity: #error
 
 Profile: PlaoLabResult
 Parent: Observation
 Id: plao-lab-result
 Title: "PLAO Laboratory Result"
-Description: "A laboratory result: category laboratory, a LOINC code, a UCUM valueQuantity when a value is measured, reference range and interpretation (H, L, N) when known."
+Description: "A laboratory result: category laboratory, a LOINC code (text only for a test without a verified LOINC code), a UCUM valueQuantity when a value is measured, reference range and interpretation (H, L, N) when known."
 * ^experimental = false
 * status MS
 * category 1..* MS
@@ -51,7 +56,7 @@ Description: "A laboratory result: category laboratory, a LOINC code, a UCUM val
 * category contains laboratory 1..1 MS
 * category[laboratory] = $obs-category#laboratory
 * code MS
-* code obeys plao-lab-1
+* code obeys plao-lab-1 and plao-lab-2
 * subject 1..1 MS
 * subject only Reference(Patient)
 * effective[x] 1..1 MS

@@ -6,23 +6,41 @@ Id: plao-vertebrae
 Title: "PLAO vertebrae"
 Description: "Bone structures of single vertebrae (SNOMED CT), the body sites of a vertebral fracture. Generated from the fhir-plao code table: only vertebrae whose code was verified in a published source are included."
 * ^experimental = false
-* $sct#56401006 "Bone structure of T5"  // vertebra-t5
-* $sct#62487009 "Bone structure of T7"  // vertebra-t7
-* $sct#82687006 "Bone structure of T9"  // vertebra-t9
-* $sct#12989004 "Bone structure of T11"  // vertebra-t11
-* $sct#23215003 "Bone structure of T12"  // vertebra-t12
-* $sct#66794005 "Bone structure of L1"  // vertebra-l1
-* $sct#14293000 "Bone structure of L2"  // vertebra-l2
-* $sct#36470004 "Bone structure of L3"  // vertebra-l3
-* $sct#11994002 "Bone structure of L4"  // vertebra-l4
+* $sct#14806007 "C1 vertebra"  // vertebra-c1
+* $sct#39976000 "C2 vertebra"  // vertebra-c2
+* $sct#113205007 "C3 vertebra"  // vertebra-c3
+* $sct#5329002 "C4 vertebra"  // vertebra-c4
+* $sct#36978003 "C5 vertebra"  // vertebra-c5
+* $sct#36054005 "C6 vertebra"  // vertebra-c6
+* $sct#87391001 "C7 vertebra"  // vertebra-c7
+* $sct#64864005 "T1 vertebra"  // vertebra-t1
+* $sct#53733008 "T2 vertebra"  // vertebra-t2
+* $sct#1626008 "T3 vertebra"  // vertebra-t3
+* $sct#73071006 "T4 vertebra"  // vertebra-t4
+* $sct#56401006 "T5 vertebra"  // vertebra-t5
+* $sct#45296009 "T6 vertebra"  // vertebra-t6
+* $sct#62487009 "T7 vertebra"  // vertebra-t7
+* $sct#11068009 "T8 vertebra"  // vertebra-t8
+* $sct#82687006 "T9 vertebra"  // vertebra-t9
+* $sct#7610001 "T10 vertebra"  // vertebra-t10
+* $sct#12989004 "T11 vertebra"  // vertebra-t11
+* $sct#23215003 "T12 vertebra"  // vertebra-t12
+* $sct#66794005 "L1 vertebra"  // vertebra-l1
+* $sct#14293000 "L2 vertebra"  // vertebra-l2
+* $sct#36470004 "L3 vertebra"  // vertebra-l3
+* $sct#11994002 "L4 vertebra"  // vertebra-l4
+* $sct#49668003 "L5 vertebra"  // vertebra-l5
+* $sct#54735007 "Bone structure of sacrum"  // sacrum
 
 ValueSet: PlaoDxaSites
 Id: plao-dxa-sites
 Title: "PLAO DXA measurement sites"
 Description: "Body sites of a DXA bone density measurement (lumbar spine L1-L4, femoral neck). Generated from the fhir-plao code table."
 * ^experimental = false
-* $sct#122496007 "Lumbar vertebral column structure"  // lumbar-spine-l1-l4
+* $sct#122496007 "Lumbar spine"  // lumbar-spine-l1-l4
 * $sct#29627003 "Structure of neck of femur"  // femoral-neck
+* $sct#29836001 "Hip region structure"  // total-hip
+* $sct#62413002 "Bone structure of radius"  // radius-33
 
 ValueSet: PlaoDxaScoreCodes
 Id: plao-dxa-score-codes
@@ -35,3 +53,9 @@ Description: "LOINC codes of DXA T-scores, Z-scores and bone mineral density of 
 * $loinc#38263-0 "DXA Femur [T-score] Bone density"  // dxa-femur-t
 * $loinc#80934-3 "DXA Femur [Z-score] Bone density"  // dxa-femur-z
 * $loinc#24701-5 "DXA Femur [Mass/Area] Bone density"  // dxa-femur-bmd
+* $loinc#38264-8 "DXA Hip [T-score] Bone density"  // dxa-hip-t
+* $loinc#80933-5 "DXA Hip [Z-score] Bone density"  // dxa-hip-z
+* $loinc#38261-4 "DXA Hip [Mass/Area] Bone density"  // dxa-hip-bmd
+* $loinc#38265-5 "DXA Radius and Ulna [T-score] Bone density"  // dxa-radius-ulna-t
+* $loinc#80932-7 "DXA Radius and Ulna [Z-score] Bone density"  // dxa-radius-ulna-z
+* $loinc#24890-6 "DXA Radius and Ulna [Mass/Area] Bone density"  // dxa-radius-ulna-bmd
