@@ -75,6 +75,7 @@ class BundleWriter:
 # --------------------------------------------------------------------------- reading
 
 
+_OUR_ID = re.compile(r"^plao-[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 _REF_TAIL = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?$")
 
 
@@ -150,6 +151,9 @@ def index_resources(data: Any) -> ResourceIndex:
         reader = Reader(resource, where)
         local = _local_id(reader, rtype, rid, full_url, taken)
         keys = [k for k in (full_url, f"{rtype}/{rid}" if isinstance(rid, str) else None) if k]
+        if full_url is None and isinstance(rid, str) and _OUR_ID.match(rid):
+            # our ids are "plao-" + the uuid of the urn:uuid fullUrl that references name
+            keys.append("urn:uuid:" + rid.removeprefix("plao-"))
         parsed = Parsed(reader, local, tuple(keys))
         index.items.append(parsed)
         for k in keys:

@@ -1,0 +1,1 @@
+"""Internals of :mod:`fhir_plao.validation` (not a public interface)."""

@@ -1,0 +1,117 @@
+"""Reading FHIR written by others (../shared/fhir-examples): map the case's facts, report the
+rest, never crash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fhir_plao import jsonio
+from fhir_plao.errors import MappingError
+from fhir_plao.mapping import from_fhir
+
+from ..conftest import SHARED_EXAMPLES
+
+ALL = sorted(SHARED_EXAMPLES.glob("*/*.json"))
+
+
+def load(relative: str) -> Any:
+    return jsonio.loads((SHARED_EXAMPLES / relative).read_bytes())
+
+
+def test_the_shared_examples_are_there() -> None:
+    assert len(ALL) >= 40
+
+
+@pytest.mark.parametrize("path", ALL, ids=[p.name for p in ALL])
+def test_every_example_maps_or_is_refused_clearly(path: Path) -> None:
+    data = jsonio.loads(path.read_bytes())
+    try:
+        result = from_fhir(data)
+    except MappingError as exc:
+        # only documents that hold no single patient are refused
+        assert "Patient" in str(exc)
+        return
+    # nothing dropped silently: every leaf is either in the case or in the report
+    for item in result.unmapped:
+        assert item.path and item.reason
+
+
+def test_synthea_osteoporosis_dxa_and_alendronate() -> None:
+    result = from_fhir(load("synthea/Wendell_Lesch_853767e6-14a5-400e-8b95-636f87701943.json"))
+    case = result.case
+    assert any(d.concept == "osteoporosis" for d in case.diagnoses)
+    (scan,) = case.dxa_scans
+    (score,) = scan.scores
+    # Synthea codes its T-score 38265-5, which LOINC defines for radius and ulna
+    assert (score.site, score.kind, str(score.value)) == ("radius-33", "T", "-3.7203722204883998")
+    (alendronate,) = case.medications
+    assert (alendronate.drug, alendronate.status) == ("alendronate-10mg-tablet", "active")
+    assert alendronate.start == "2008-09-27T07:44:08+00:00"  # authoredOn, no boundsPeriod given
+    reasons = {u.reason for u in result.unmapped}
+    assert "a Claim is not part of the case model" in reasons
+    assert any(r.startswith("resource not mapped: medication") for r in reasons)
+
+
+def test_us_core_dxa_scores_without_body_site_get_the_site_from_their_code() -> None:
+    result = from_fhir(load("ig-examples/dxa-femur-l-t-score-bmd.json"))
+    (scan,) = result.case.dxa_scans
+    (score,) = scan.scores
+    assert (score.site, score.kind, str(score.value)) == ("femur-left", "T", "-1.48")
+    assert scan.date == "2021-11-10T19:14:41.088720-08:00"
+    # the patient is only a reference there: the case says so
+    assert result.case.patient.identifier == "Patient/example"
+    assert any("no Patient resource" in u.reason for u in result.unmapped)
+    # performer and encounter have no place in the case: reported by path
+    paths = {u.path for u in result.unmapped}
+    assert "Observation/dxa-femur-l-t-score-bmd.performer[0].reference" in paths
+
+
+def test_lab_with_interpretation_and_range_from_us_core() -> None:
+    result = from_fhir(load("ig-examples/observation-serum-calcium.json"))
+    (lab,) = result.case.labs
+    assert lab.test == "calcium"
+    assert lab.unit == "mg/dL"
+    assert lab.reference_range is not None
+
+
+def test_medication_statement_with_a_contained_medication_reports_the_unknown_drug() -> None:
+    result = from_fhir(load("spec-examples/MedicationStatement-example001.json"))
+    assert result.case.medications == ()
+    (reason,) = [u for u in result.unmapped if "not in the code table" in u.reason]
+    assert reason.path == "MedicationStatement/example001.contained[0].code"
+    assert "Tylenol PM" in reason.reason
+
+
+def test_extra_codings_are_kept_apart_and_reported(example_bundle: dict[str, Any]) -> None:
+    """Another system adds its own coding to ours: the fact maps, the extra coding is reported."""
+    lab = next(
+        e["resource"]
+        for e in example_bundle["entry"]
+        if e["resource"].get("code", {}).get("coding", [{}])[0].get("code") == "2777-1"
+    )
+    lab["code"]["coding"].append({"system": "http://acme.example/labs", "code": "PHOS"})
+    lab["id"] = "12345-from-another-server"
+    result = from_fhir(example_bundle)
+    assert [x.test for x in result.case.labs].count("phosphate") == 1
+    (extra,) = [u for u in result.unmapped if "acme" in u.reason]
+    assert extra.path.endswith("code.coding[1].system")
+
+
+def test_medication_request_is_read_as_a_medication(example_bundle: dict[str, Any]) -> None:
+    for entry in example_bundle["entry"]:
+        res = entry["resource"]
+        if res["resourceType"] == "MedicationStatement":
+            res["resourceType"] = "MedicationRequest"
+            res["intent"] = "order"
+            res["dosageInstruction"] = res.pop("dosage")
+            period = res.pop("effectivePeriod")
+            res["dosageInstruction"][0].setdefault("timing", {}).setdefault("repeat", {})[
+                "boundsPeriod"
+            ] = period
+    result = from_fhir(example_bundle)
+    doses = {(m.drug, str(m.dose), m.period_unit) for m in result.case.medications}
+    assert ("alendronate-70mg-tablet", "70", "wk") in doses
+    assert len(result.case.medications) == 4
