@@ -38,10 +38,10 @@ from fhir_plao.terminology import TERMINOLOGY
 __all__ = [
     "Care",
     "Case",
-    "DxaScan",
-    "DxaScore",
     "Delivery",
     "Diagnosis",
+    "DxaScan",
+    "DxaScore",
     "Finding",
     "FollowUp",
     "FollowUpPhase",
@@ -402,7 +402,9 @@ class Diagnosis(_Named):
     concept: Annotated[str, _key_of("condition")] | None = None
     text: str | None = None
     verification: Literal["confirmed", "provisional", "differential", "refuted"] = "confirmed"
-    clinical_status: Literal["active", "recurrence", "relapse", "inactive", "remission", "resolved"] | None = None
+    clinical_status: (
+        Literal["active", "recurrence", "relapse", "inactive", "remission", "resolved"] | None
+    ) = None
     onset: When | None = None
     recorded: When | None = None
     abatement: When | None = None

@@ -68,7 +68,7 @@ class TransportError(FhirError):
     """The request got no usable response (connect error, reset, timeout, broken body)."""
 
 
-class TimeoutError_(TransportError):  # noqa: N801 - avoid shadowing the builtin
+class TimeoutError_(TransportError):
     """The request timed out (connect or read)."""
 
 

@@ -34,7 +34,9 @@ def loads(data: str | bytes) -> Any:
     try:
         return json.loads(data, parse_float=Decimal, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
-        raise JsonError(f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from exc
+        raise JsonError(
+            f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from exc
 
 
 def dumps(obj: Any, *, indent: int | None = None, sort_keys: bool = False) -> str:

@@ -178,12 +178,14 @@ def from_fhir(data: Any) -> MappingResult:
     _group_loose_dxa_scores(b)
 
     # deliveries join their pregnancies
-    for where, preg in b.sections["pregnancies"]:
+    for _, preg in b.sections["pregnancies"]:
         delivery_local = b.delivery_of.get(preg["id"])
         if delivery_local is not None and delivery_local in b.deliveries:
             preg["delivery"] = b.deliveries.pop(delivery_local)
     for delivery_local, _ in b.deliveries.items():
-        b.unmapped.append(Unmapped(f"Procedure {delivery_local}", "a delivery without its pregnancy"))
+        b.unmapped.append(
+            Unmapped(f"Procedure {delivery_local}", "a delivery without its pregnancy")
+        )
 
     for parsed in index.items:
         if id(parsed.reader) not in b.consumed:
@@ -314,7 +316,7 @@ def _read_report(b: _CaseBuilder, parsed: Parsed) -> None:
     if dxa is not None:
         b.add("dxa_scans", r.where, {"id": local, **common, "scores": _dxa_scores(b, r)})
         return
-    panel, text = read_concept(r, ("code",), "lab-panel", "lab")
+    panel, _ = read_concept(r, ("code",), "lab-panel", "lab")
     if panel is not None:
         for i, _ in enumerate(r.items("result")):
             r.mark("result", i)
@@ -325,10 +327,15 @@ def _read_report(b: _CaseBuilder, parsed: Parsed) -> None:
         findings = []
         for i, ref in enumerate(r.items("result")):
             target = index.resolve((ref or {}).get("reference"))
-            if target is not None and target.reader.peek("code", "text") == observations.IMAGING_FINDING:
+            if (
+                target is not None
+                and target.reader.peek("code", "text") == observations.IMAGING_FINDING
+            ):
                 findings.append(observations.observation_to_imaging_finding(target.reader))
                 r.mark("result", i)
-        b.add("imaging", r.where, {"id": local, "concepts": studies, **common, "findings": findings})
+        b.add(
+            "imaging", r.where, {"id": local, "concepts": studies, **common, "findings": findings}
+        )
         return
     raise r.error(("code",), f"no case field for a DiagnosticReport coded {_show(r.peek('code'))}")
 
@@ -357,7 +364,9 @@ def _dxa_scores(b: _CaseBuilder, r: Reader) -> list[dict[str, Any]]:
 def _show(cc: Any) -> str:
     if not isinstance(cc, dict):
         return "nothing"
-    codings = [f"{c.get('system')}|{c.get('code')}" for c in cc.get("coding") or [] if isinstance(c, dict)]
+    codings = [
+        f"{c.get('system')}|{c.get('code')}" for c in cc.get("coding") or [] if isinstance(c, dict)
+    ]
     text = cc.get("text")
     return ", ".join(codings) + (f" ({text!r})" if text else "") if codings else repr(text)
 
@@ -402,10 +411,16 @@ def _assemble(b: _CaseBuilder, patient_where: str, patient_fields: dict[str, Any
                 _clean({"phases": b.phases, "outcomes": b.outcomes})
             )
         except PydanticValidationError as exc:
-            b.unmapped.append(Unmapped("CarePlan/ClinicalImpression", f"not mapped: {_describe(exc)}"))
+            b.unmapped.append(
+                Unmapped("CarePlan/ClinicalImpression", f"not mapped: {_describe(exc)}")
+            )
     try:
         return Case.model_validate(
-            {"patient": patient_model, **{k: tuple(v) for k, v in built.items()}, "follow_up": follow_up}
+            {
+                "patient": patient_model,
+                **{k: tuple(v) for k, v in built.items()},
+                "follow_up": follow_up,
+            }
         )
     except PydanticValidationError as exc:
         raise MappingError(_describe(exc), location="input") from None
@@ -431,7 +446,11 @@ def _group_loose_dxa_scores(b: _CaseBuilder) -> None:
             continue
         by_date.setdefault(date, []).append(score)
     for date, scores in by_date.items():
-        b.add("dxa_scans", f"Observation (DXA, {date})", {"id": f"dxa-{date[:10]}", "date": date, "scores": scores})
+        b.add(
+            "dxa_scans",
+            f"Observation (DXA, {date})",
+            {"id": f"dxa-{date[:10]}", "date": date, "scores": scores},
+        )
 
 
 def _drop_dangling(built: dict[str, list[Any]], b: _CaseBuilder) -> None:
@@ -459,7 +478,9 @@ def _drop_dangling(built: dict[str, list[Any]], b: _CaseBuilder) -> None:
         if lac.pregnancy in pregnancies:
             lactations.append(lac)
         else:
-            b.unmapped.append(Unmapped("Observation (breastfeeding period)", "no pregnancy to attach it to"))
+            b.unmapped.append(
+                Unmapped("Observation (breastfeeding period)", "no pregnancy to attach it to")
+            )
     built["lactations"] = lactations
 
 

@@ -65,7 +65,9 @@ def codeable(key: str | None, text: str | None = None) -> JSON:
 def codeable_many(keys: tuple[str, ...]) -> JSON:
     """One CodeableConcept holding the codings of several keys (an imaging study of two regions)."""
     codings = [
-        coding_json(c.system, c.code, c.display) for k in keys for c in TERMINOLOGY.concept(k).codings
+        coding_json(c.system, c.code, c.display)
+        for k in keys
+        for c in TERMINOLOGY.concept(k).codings
     ]
     out: JSON = {}
     if codings:
@@ -151,8 +153,17 @@ class Reader:
 
     #: elements that carry no case data: server bookkeeping and generated narrative
     IGNORED: frozenset[str] = frozenset(
-        {"resourceType", "id", "meta.versionId", "meta.lastUpdated", "meta.profile", "meta.source",
-         "text", "implicitRules", "language"}
+        {
+            "resourceType",
+            "id",
+            "meta.versionId",
+            "meta.lastUpdated",
+            "meta.profile",
+            "meta.source",
+            "text",
+            "implicitRules",
+            "language",
+        }
     )
 
     def __init__(self, resource: JSON, where: str) -> None:
@@ -208,7 +219,7 @@ class Reader:
         value = self.get(*path)
         if value is not None and not isinstance(value, str):
             raise self.error(path, f"expected a string, got {type(value).__name__}")
-        return value  # type: ignore[no-any-return]
+        return value
 
     def decimal(self, *path: str | int) -> Decimal | None:
         value = self.get(*path)
@@ -260,13 +271,15 @@ def _short(value: Any) -> str:
 
 
 def read_concept(
-    r: Reader, path: Path, *kinds: str
+    r: Reader, path: Path, *kinds: str, keep_text: bool = False
 ) -> tuple[str | None, str | None]:
-    """Read a CodeableConcept as (key, text override).
+    """Read a CodeableConcept as (key, text).
 
     The first coding that is in the code table as one of ``kinds`` gives the key; the concept's
-    other codings are used with it; codings of other concepts are left unmapped. ``text`` is
-    returned only when it differs from the table's text for the key (or when no key matched).
+    other codings are used with it; codings of other concepts are left for the unmapped report.
+    With ``keep_text`` the caller has a place for a text of its own: the text is returned when
+    it differs from the table's wording for the key (or when no key matched). Without it, a text
+    is used only when it is the table's own wording; any other is left for the report.
     """
     cc = r.peek(*path)
     if cc is None:
@@ -284,25 +297,46 @@ def read_concept(
                 break
         if key is not None:
             break
-    if key is not None:
-        own = {(c.system, c.code) for c in TERMINOLOGY.concept(key).codings}
-        for i, coding in enumerate(codings):
-            if isinstance(coding, dict) and (coding.get("system"), coding.get("code")) in own:
-                r.mark(*path, "coding", i)
-    text = r.str_(*path, "text")
+    text = r.peek(*path, "text")
+    if text is not None and not isinstance(text, str):
+        raise r.error((*path, "text"), "expected a string")
     if key is None:
         text_key = TERMINOLOGY.key_for_text(text, *kinds)
-        if text_key is not None and not TERMINOLOGY.concept(text_key).codings:
+        if text_key is not None and not TERMINOLOGY.concept(text_key).codings and not codings:
+            r.mark(*path, "text")
             return text_key, None
+        if not keep_text:
+            return None, None
         if text is None:
-            # no text and no known code: fall back to the first display, leave codings reported
+            # no text and no known code: the first display names it; the codings are reported
             for coding in codings:
                 if isinstance(coding, dict) and coding.get("display"):
                     return None, str(coding["display"])
+            return None, None
+        r.mark(*path, "text")
         return None, text
-    if text == TERMINOLOGY.concept(key).text:
-        text = None
-    return key, text
+    own = {(c.system, c.code) for c in TERMINOLOGY.concept(key).codings}
+    for i, coding in enumerate(codings):
+        if isinstance(coding, dict) and (coding.get("system"), coding.get("code")) in own:
+            r.mark(*path, "coding", i)
+    if text is None or text == TERMINOLOGY.concept(key).text:
+        r.mark(*path, "text")
+        return key, None
+    if keep_text:
+        r.mark(*path, "text")
+        return key, text
+    return key, None
+
+
+def concept_name(r: Reader, path: Path) -> str:
+    """A CodeableConcept's name for a message: its text, else its first coding."""
+    text = r.peek(*path, "text")
+    if isinstance(text, str):
+        return text
+    for coding in r.items(*path, "coding"):
+        if isinstance(coding, dict):
+            return str(coding.get("display") or f"{coding.get('system')}|{coding.get('code')}")
+    return "?"
 
 
 def read_concepts(r: Reader, path: Path, *kinds: str) -> tuple[str, ...]:

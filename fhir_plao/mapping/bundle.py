@@ -130,7 +130,9 @@ def flatten(data: Any, where: str = "input") -> Iterable[tuple[str, str | None, 
                 yield from flatten(resource, f"{path}.resource")
                 continue
             if not isinstance(resource, dict) or "resourceType" not in resource:
-                raise MappingError("not a FHIR resource (no resourceType)", location=f"{path}.resource")
+                raise MappingError(
+                    "not a FHIR resource (no resourceType)", location=f"{path}.resource"
+                )
             full_url = entry.get("fullUrl")
             yield f"{path}.resource", full_url if isinstance(full_url, str) else None, resource
         return

@@ -28,7 +28,10 @@ from fhir_plao.mapping._fhir import (
 from fhir_plao.mapping.bundle import BundleWriter, ResourceIndex
 from fhir_plao.terminology import TERMINOLOGY
 
-CATEGORY_DISPLAY = {"encounter-diagnosis": "Encounter Diagnosis", "problem-list-item": "Problem List Item"}
+CATEGORY_DISPLAY = {
+    "encounter-diagnosis": "Encounter Diagnosis",
+    "problem-list-item": "Problem List Item",
+}
 CLINICAL_DISPLAY = {
     "active": "Active",
     "recurrence": "Recurrence",
@@ -59,7 +62,9 @@ def _condition(
     **rest: Any,
 ) -> JSON:
     body: JSON = {
-        "clinicalStatus": _status(CONDITION_CLINICAL, clinical, CLINICAL_DISPLAY) if clinical else None,
+        "clinicalStatus": _status(CONDITION_CLINICAL, clinical, CLINICAL_DISPLAY)
+        if clinical
+        else None,
         "verificationStatus": _status(CONDITION_VERIFICATION, verification, VERIFICATION_DISPLAY),
         "category": [fixed_category(CONDITION_CATEGORY, category, CATEGORY_DISPLAY[category])],
         "code": code,
@@ -142,7 +147,10 @@ def condition_kind(r: Reader) -> str:
                     return "fracture"
     for cat in r.items("category"):
         for coding in (cat or {}).get("coding") or []:
-            if coding.get("system") == CONDITION_CATEGORY and coding.get("code") == "problem-list-item":
+            if (
+                coding.get("system") == CONDITION_CATEGORY
+                and coding.get("code") == "problem-list-item"
+            ):
                 return "symptom"
     return "diagnosis"
 
@@ -200,7 +208,7 @@ def condition_to_fracture(r: Reader, local: str, index: ResourceIndex) -> dict[s
 
 def condition_to_diagnosis(r: Reader, local: str, index: ResourceIndex) -> dict[str, Any]:
     clinical, verification = _common(r)
-    concept, text = read_concept(r, ("code",), "condition")
+    concept, text = read_concept(r, ("code",), "condition", keep_text=True)
     return {
         "id": local,
         "concept": concept,
@@ -220,7 +228,7 @@ def condition_to_symptom(r: Reader, local: str) -> dict[str, Any]:
     concept, _ = read_concept(r, ("code",), "condition")
     severity = None
     if r.peek("severity") is not None:
-        key, text = read_concept(r, ("severity",), "severity")
+        key, text = read_concept(r, ("severity",), "severity", keep_text=True)
         severity = key.removeprefix("severity-") if key else text
     return {
         "id": local,

@@ -6,7 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_plao.case import Medication
-from fhir_plao.mapping._fhir import JSON, Reader, annotation, codeable, quantity, read_concept, read_note, read_quantity
+from fhir_plao.mapping._fhir import (
+    JSON,
+    Reader,
+    annotation,
+    codeable,
+    concept_name,
+    quantity,
+    read_concept,
+    read_note,
+    read_quantity,
+)
 from fhir_plao.mapping.bundle import BundleWriter, ResourceIndex
 
 #: MedicationRequest.status -> MedicationStatement.status
@@ -72,10 +82,11 @@ def _reasons(r: Reader, index: ResourceIndex, name: str) -> list[str]:
 
 def _drug(r: Reader, index: ResourceIndex) -> str:
     if r.peek("medicationCodeableConcept") is not None:
-        drug, text = read_concept(r, ("medicationCodeableConcept",), "medication")
+        drug, _ = read_concept(r, ("medicationCodeableConcept",), "medication")
         if drug is None:
+            name = concept_name(r, ("medicationCodeableConcept",))
             raise r.error(
-                ("medicationCodeableConcept",), f"medication {text!r} is not in the code table"
+                ("medicationCodeableConcept",), f"medication {name!r} is not in the code table"
             )
         return drug
     ref = r.peek("medicationReference", "reference")
@@ -84,20 +95,24 @@ def _drug(r: Reader, index: ResourceIndex) -> str:
     if ref.startswith("#"):
         for i, contained in enumerate(r.items("contained")):
             if isinstance(contained, dict) and contained.get("id") == ref[1:]:
-                drug, text = read_concept(r, ("contained", i, "code"), "medication")
+                drug, _ = read_concept(r, ("contained", i, "code"), "medication")
                 if drug is not None:
                     r.mark("medicationReference")
                     r.mark("contained", i, "id")
                     r.mark("contained", i, "resourceType")
                     return drug
-                raise r.error(("contained", i, "code"), f"medication {text!r} is not in the code table")
+                name = concept_name(r, ("contained", i, "code"))
+                raise r.error(
+                    ("contained", i, "code"), f"medication {name!r} is not in the code table"
+                )
         raise r.error(("medicationReference",), f"no contained Medication {ref!r}")
     target = index.resolve(ref)
     if target is None or target.reader.type != "Medication":
         raise r.error(("medicationReference",), f"the Medication {ref!r} is not in the input")
-    drug, text = read_concept(target.reader, ("code",), "medication")
+    drug, _ = read_concept(target.reader, ("code",), "medication")
     if drug is None:
-        raise r.error(("medicationReference",), f"medication {text!r} is not in the code table")
+        name = concept_name(target.reader, ("code",))
+        raise r.error(("medicationReference",), f"medication {name!r} is not in the code table")
     r.mark("medicationReference")
     return drug
 

@@ -110,7 +110,9 @@ def lab_to_observation(w: BundleWriter, lab: LabResult) -> None:
             {
                 "coding": [
                     coding_json(
-                        INTERPRETATION, lab.interpretation, INTERPRETATION_DISPLAY[lab.interpretation]
+                        INTERPRETATION,
+                        lab.interpretation,
+                        INTERPRETATION_DISPLAY[lab.interpretation],
                     )
                 ]
             }
@@ -158,7 +160,11 @@ def observation_to_lab(r: Reader, local: str, key: str, panel: str | None) -> di
             raise r.error(
                 ("referenceRange", 0), f"range unit {range_unit!r} differs from value unit {unit!r}"
             )
-        out["reference_range"] = {"low": low, "high": high, "text": r.str_("referenceRange", 0, "text")}
+        out["reference_range"] = {
+            "low": low,
+            "high": high,
+            "text": r.str_("referenceRange", 0, "text"),
+        }
     return out
 
 
@@ -315,7 +321,7 @@ def finding_to_observation(w: BundleWriter, f: Finding) -> None:
 
 def observation_to_finding(r: Reader, local: str, cat: str) -> dict[str, Any]:
     r.get("status")
-    concept, text = read_concept(r, ("code",), "condition", "finding")
+    concept, text = read_concept(r, ("code",), "condition", "finding", keep_text=True)
     value = r.str_("valueString")
     if value is None:
         raise r.error(("valueString",), "a finding needs its value as text")
@@ -369,4 +375,3 @@ def _effective(r: Reader) -> str | None:
     if value is None:
         value = r.str_("effectiveInstant")
     return value
-

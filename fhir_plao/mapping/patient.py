@@ -24,7 +24,7 @@ def patient_to_fhir(w: BundleWriter) -> None:
 
 
 def patient_from_fhir(r: Reader) -> dict[str, Any]:
-    """The case's ``patient`` fields from a Patient resource (the first identifier is the case's)."""
+    """The case's ``patient`` fields from a Patient (its first full identifier is the case's)."""
     identifiers = r.items("identifier")
     chosen = None
     for i, ident in enumerate(identifiers):

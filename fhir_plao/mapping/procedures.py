@@ -193,7 +193,7 @@ def procedure_to_anaesthesia(r: Reader) -> str:
 def procedure_to_care(r: Reader, local: str) -> dict[str, Any]:
     r.get("subject")
     status = r.str_("status") or "completed"
-    concept, text = read_concept(r, ("code",), "procedure")
+    concept, text = read_concept(r, ("code",), "procedure", keep_text=True)
     start, end = _performed(r)
     return {
         "id": local,
@@ -207,9 +207,7 @@ def procedure_to_care(r: Reader, local: str) -> dict[str, Any]:
     }
 
 
-def care_plan_to_care(
-    r: Reader, local: str
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def care_plan_to_care(r: Reader, local: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(care items, follow-up phases) from a CarePlan's activities. The first care activity
     takes the CarePlan's own local id."""
     r.get("status")
@@ -219,7 +217,7 @@ def care_plan_to_care(
     phases: list[dict[str, Any]] = []
     for i, _ in enumerate(r.items("activity")):
         d = ("activity", i, "detail")
-        concept, text = read_concept(r, (*d, "code"), "procedure")
+        concept, text = read_concept(r, (*d, "code"), "procedure", keep_text=True)
         status = r.str_(*d, "status")
         if concept == FOLLOW_UP and r.peek(*d, "scheduledTiming") is not None:
             rep = (*d, "scheduledTiming", "repeat")
@@ -260,4 +258,3 @@ def impression_to_outcome(r: Reader) -> dict[str, Any]:
         if text:
             findings.append(text)
     return {"date": r.str_("effectiveDateTime"), "summary": r.str_("summary"), "findings": findings}
-

@@ -20,8 +20,14 @@ from fhir_plao.mapping.observations import dxa_score_local, imaging_finding_loca
 SERVICE_DISPLAY = {"LAB": "Laboratory", "RAD": "Radiology"}
 
 
-def _report(w: BundleWriter, service: str, code: JSON, date: str, results: list[JSON],
-            conclusion: str | None) -> JSON:
+def _report(
+    w: BundleWriter,
+    service: str,
+    code: JSON,
+    date: str,
+    results: list[JSON],
+    conclusion: str | None,
+) -> JSON:
     return {
         "status": "final",
         "category": [fixed_category(DIAGNOSTIC_SERVICE, service, SERVICE_DISPLAY[service])],

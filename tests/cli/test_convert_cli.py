@@ -59,7 +59,9 @@ def test_bundle_back_to_case_equals_the_example(tmp_path: Path) -> None:
     )
 
 
-def test_ndjson_and_single_resources_are_read(tmp_path: Path, example_bundle: dict[str, Any]) -> None:
+def test_ndjson_and_single_resources_are_read(
+    tmp_path: Path, example_bundle: dict[str, Any]
+) -> None:
     ndjson = tmp_path / "resources.ndjson"
     ndjson.write_text(
         "\n".join(jsonio.dumps(e["resource"]) for e in example_bundle["entry"]) + "\n",
@@ -112,17 +114,34 @@ BAD_CASES = [
     ("missing required field", "patient.sex", ..., "patient.sex: Field required"),
     ("unknown vertebra", "fractures.0.site", "vertebra-t13", "fractures[0].site: unknown vertebra"),
     ("negative dose", "medications.0.dose", -1200, "medications[0]: dose: must be positive"),
-    ("unit that does not fit the lab", "labs.0.unit", "kg", "labs[0]: unit: 'kg' does not fit phosphate"),
+    (
+        "unit that does not fit the lab",
+        "labs.0.unit",
+        "kg",
+        "labs[0]: unit: 'kg' does not fit phosphate",
+    ),
     ("impossible date", "vitals.0.date", "2023-02-30", "vitals[0].date"),
     ("misspelled field", "patient.birthdate", "1998", "patient.birthdate: unknown field"),
-    ("dangling evidence", "fractures.0.evidence.0", "mri-3-years", "fractures[0].evidence[0]: no imaging study"),
+    (
+        "dangling evidence",
+        "fractures.0.evidence.0",
+        "mri-3-years",
+        "fractures[0].evidence[0]: no imaging study",
+    ),
     ("time without offset", "labs.0.date", "2023-05-10T09:00:00", "labs[0].date"),
 ]
 
 
-@pytest.mark.parametrize(("what", "path", "value", "message"), BAD_CASES, ids=[c[0] for c in BAD_CASES])
+@pytest.mark.parametrize(
+    ("what", "path", "value", "message"), BAD_CASES, ids=[c[0] for c in BAD_CASES]
+)
 def test_bad_case_exits_2_naming_the_field_and_writes_nothing(
-    tmp_path: Path, example_case_data: dict[str, Any], what: str, path: str, value: Any, message: str
+    tmp_path: Path,
+    example_case_data: dict[str, Any],
+    what: str,
+    path: str,
+    value: Any,
+    message: str,
 ) -> None:
     case = write_json(tmp_path / "case.json", corrupt(example_case_data, path, value))
     out = tmp_path / "bundle.json"

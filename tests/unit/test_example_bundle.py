@@ -13,7 +13,9 @@ LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
 
 
-def resources(bundle: dict[str, Any], rtype: str, profile: str | None = None) -> list[dict[str, Any]]:
+def resources(
+    bundle: dict[str, Any], rtype: str, profile: str | None = None
+) -> list[dict[str, Any]]:
     out = [e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == rtype]
     if profile is not None:
         out = [r for r in out if PROFILE + profile in r.get("meta", {}).get("profile", [])]
@@ -53,8 +55,14 @@ def test_eight_fracture_conditions_with_distinct_vertebra_body_sites(
     assert len(fractures) == 8
     # T5 T7 T9 T11 T12 L1 L2 L3, SNOMED CT "bone structure of ..." (DICOM CID 7603)
     assert sites == {
-        "56401006", "62487009", "82687006", "12989004", "23215003",
-        "66794005", "14293000", "36470004",
+        "56401006",
+        "62487009",
+        "82687006",
+        "12989004",
+        "23215003",
+        "66794005",
+        "14293000",
+        "36470004",
     }
     assert len(texts) == 8
     for f in fractures:
@@ -84,7 +92,9 @@ def test_twelve_dxa_scores_with_exactly_the_printed_values(
         "2025-05-13": ("-1.4", "-1.1", "1.1", "-1.6"),
     }.items():
         for (code, site), value in zip(
-            [(lumbar_t, spine), (lumbar_z, spine), (femur_t, neck), (femur_z, neck)], values, strict=True
+            [(lumbar_t, spine), (lumbar_z, spine), (femur_t, neck), (femur_z, neck)],
+            values,
+            strict=True,
         ):
             expected[(date, code, site)] = value
     assert len(scores) == 12
@@ -106,7 +116,9 @@ def test_three_dxa_reports_group_four_scores_each(example_bundle: dict[str, Any]
 
 def lab(bundle: dict[str, Any], loinc: str) -> dict[str, Any]:
     (found,) = [
-        o for o in resources(bundle, "Observation", "plao-lab-result") if loinc in codes(o["code"], LOINC)
+        o
+        for o in resources(bundle, "Observation", "plao-lab-result")
+        if loinc in codes(o["code"], LOINC)
     ]
     return found
 
@@ -114,7 +126,10 @@ def lab(bundle: dict[str, Any], loinc: str) -> dict[str, Any]:
 def test_phosphorus_is_high_with_its_reference_range(example_bundle: dict[str, Any]) -> None:
     obs = lab(example_bundle, "2777-1")
     assert obs["valueQuantity"] == {
-        "value": 5, "unit": "mg/dL", "system": "http://unitsofmeasure.org", "code": "mg/dL"
+        "value": 5,
+        "unit": "mg/dL",
+        "system": "http://unitsofmeasure.org",
+        "code": "mg/dL",
     }
     assert obs["interpretation"][0]["coding"][0]["code"] == "H"
     rr = obs["referenceRange"][0]
@@ -167,7 +182,9 @@ def test_medication_statements(example_bundle: dict[str, Any]) -> None:
     alendronate = statements[by_dose[("70", "mg", 1, 1, "wk")]]
     rxnorm = "http://www.nlm.nih.gov/research/umls/rxnorm"
     assert codes(alendronate["medicationCodeableConcept"], rxnorm) == ["904431"]
-    assert any("anti-inflammatory" in name.lower() or "nsaid" in name.lower() for name in statements)
+    assert any(
+        "anti-inflammatory" in name.lower() or "nsaid" in name.lower() for name in statements
+    )
     for s in statements.values():
         assert s["effectivePeriod"]["start"] == "2023-05-15"
         assert s["dosage"][0]["route"]["coding"][0]["code"] == "26643006"
