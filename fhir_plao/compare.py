@@ -8,6 +8,7 @@ the findings of a study) is kept by the resources themselves and always compared
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from fhir_plao import jsonio
@@ -19,14 +20,23 @@ __all__ = ["case_differences"]
 NOT_COMPARED = frozenset({"comment"})
 
 
-def case_differences(a: Case, b: Case, *, ignore_order: bool = False) -> list[str]:
-    """Every difference between ``a`` and ``b`` (empty when they hold the same facts)."""
+def case_differences(
+    a: Case, b: Case, *, ignore_order: bool = False, exact_decimals: bool = True
+) -> list[str]:
+    """Every difference between ``a`` and ``b`` (empty when they hold the same facts).
+
+    With ``exact_decimals`` (the default) ``1.50`` and ``1.5`` differ, as they do in FHIR.
+    Without it decimals compare by value: for a case that went through a server which
+    re-serialises decimals as floats (SEKMET does; HAPI keeps the digits).
+    """
     da = a.model_dump(mode="python", exclude=set(NOT_COMPARED))
     db = b.model_dump(mode="python", exclude=set(NOT_COMPARED))
+    if not exact_decimals:
+        da, db = _by_value(da), _by_value(db)
     if ignore_order:
         da, db = _sorted_top(da), _sorted_top(db)
     out: list[str] = []
-    _diff(da, db, "", out)
+    _diff(da, db, "", out, exact_decimals)
     return out
 
 
@@ -40,6 +50,17 @@ def _sorted_top(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _by_value(value: Any) -> Any:
+    """Decimals in one spelling per value (1.50 -> 1.5, 165.0 -> 165)."""
+    if isinstance(value, Decimal):
+        return value.normalize() if value != 0 else Decimal(0)
+    if isinstance(value, dict):
+        return {k: _by_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_by_value(v) for v in value]
+    return value
+
+
 def _canonical(value: Any) -> str:
     return jsonio.dumps(value, sort_keys=True)
 
@@ -49,10 +70,10 @@ def _show(value: Any) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _diff(a: Any, b: Any, path: str, out: list[str]) -> None:
+def _diff(a: Any, b: Any, path: str, out: list[str], exact: bool) -> None:
     if isinstance(a, dict) and isinstance(b, dict):
         for key in list(a) + [k for k in b if k not in a]:
-            _diff(a.get(key), b.get(key), f"{path}.{key}" if path else key, out)
+            _diff(a.get(key), b.get(key), f"{path}.{key}" if path else key, out, exact)
     elif isinstance(a, list | tuple) and isinstance(b, list | tuple):
         for i in range(max(len(a), len(b))):
             if i >= len(a):
@@ -60,7 +81,7 @@ def _diff(a: Any, b: Any, path: str, out: list[str]) -> None:
             elif i >= len(b):
                 out.append(f"{path}[{i}]: only in the first: {_show(a[i])}")
             else:
-                _diff(a[i], b[i], f"{path}[{i}]", out)
-    elif a != b or str(a) != str(b):
+                _diff(a[i], b[i], f"{path}[{i}]", out, exact)
+    elif a != b or (exact and str(a) != str(b)):
         # str() too: Decimal('1.50') == Decimal('1.5') numerically, but FHIR keeps the digits
         out.append(f"{path}: {_show(a)} != {_show(b)}")
