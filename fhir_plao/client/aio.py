@@ -1,0 +1,254 @@
+"""``AsyncFhirClient``: the asyncio/trio shell over one pooled ``httpx.AsyncClient``.
+
+The mirror of ``sync.py`` with ``await``: the same core flows, the same names and parameters.
+Every rule lives in :mod:`fhir_plao.client._core`; this module only sends, sleeps and iterates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import anyio
+import httpx
+
+from fhir_plao.client._base import (
+    DEFAULT_TIMEOUT,
+    ClientBase,
+    PagedResultsBase,
+    httpx_request,
+)
+from fhir_plao.client._core import (
+    AuthLike,
+    Emit,
+    Flow,
+    FlowRunner,
+    Limits,
+    MappingResultLike,
+    PagedQuery,
+    PendingRequest,
+    PushResult,
+    Response,
+    RetryPolicy,
+    SearchParams,
+    Sleep,
+    Timeout,
+    WriteResult,
+)
+
+__all__ = ["AsyncFhirClient", "AsyncSearchResults"]
+
+T = TypeVar("T")
+
+
+class AsyncFhirClient(ClientBase):
+    """A FHIR R4 REST client (async). Use ``async with``, or call :meth:`aclose`.
+
+    ``timeout``: a :class:`Timeout` (connect and read apart) or seconds for both; ``retry``: a
+    :class:`RetryPolicy` (default: 4 attempts); ``transport`` or ``client``: an httpx transport
+    or a ready ``httpx.AsyncClient`` (not closed by us); ``sleep`` and ``clock``: replace
+    ``anyio.sleep`` / ``time.time`` (tests); ``follow_foreign_links``: follow paging links that
+    leave the server, without credentials (default: refuse them).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        auth: AuthLike | None = None,
+        timeout: Timeout | float | None = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        client: httpx.AsyncClient | None = None,
+        follow_foreign_links: bool = False,
+        sleep: Callable[[float], Awaitable[None]] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        super().__init__(
+            base_url,
+            auth=auth,
+            timeout=timeout,
+            retry=retry,
+            headers=headers,
+            transport=transport,
+            client=client,
+            follow_foreign_links=follow_foreign_links,
+            clock=clock,
+        )
+        self._sleep = sleep or anyio.sleep
+        self._http = (
+            client
+            if client is not None
+            else httpx.AsyncClient(transport=transport, timeout=self._timeout)
+        )
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def aclose(self) -> None:
+        """Close the connection pool (unless it was handed in with ``client=``)."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # ----------------------------------------------------------------- I/O only
+
+    async def _perform(self, runner: FlowRunner[Any], action: PendingRequest | Sleep) -> None:
+        if isinstance(action, Sleep):
+            await self._sleep(action.seconds)
+            runner.reply(None)
+            return
+        try:
+            sent = await self._http.send(httpx_request(self._http, action, self._timeout))
+        except httpx.HTTPError as exc:
+            runner.fail(exc)
+        else:
+            runner.reply(Response.from_httpx(sent))
+
+    async def _run(self, flow: Flow[T]) -> T:
+        runner = FlowRunner(flow)
+        while (action := runner.next_action()) is not None:
+            if isinstance(action, Emit):
+                runner.close()
+                raise RuntimeError("internal error: a result emitted outside a search")
+            await self._perform(runner, action)
+        return runner.result
+
+    async def _iterate(self, flow: Flow[None]) -> AsyncIterator[Any]:
+        runner = FlowRunner(flow)
+        try:
+            while (action := runner.next_action()) is not None:
+                if isinstance(action, Emit):
+                    yield action.item
+                else:
+                    await self._perform(runner, action)
+        finally:
+            runner.close()
+
+    # ----------------------------------------------------------------- operations
+
+    async def capabilities(self) -> dict[str, Any]:
+        """The CapabilityStatement (fetched once); raises unless the server is FHIR 4.0.x."""
+        return await self._run(self._protocol.capabilities())
+
+    async def create(
+        self,
+        resource: Mapping[str, Any],
+        *,
+        if_none_exist: SearchParams | str | None = None,
+        prefer: str | None = "representation",
+    ) -> WriteResult:
+        """POST a resource; with ``if_none_exist`` a conditional create (If-None-Exist)."""
+        return await self._run(
+            self._protocol.create(resource, if_none_exist=if_none_exist, prefer=prefer)
+        )
+
+    async def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
+        return await self._run(self._protocol.read(resource_type, resource_id))
+
+    async def vread(self, resource_type: str, resource_id: str, version: str) -> dict[str, Any]:
+        return await self._run(self._protocol.vread(resource_type, resource_id, version))
+
+    async def update(
+        self,
+        resource: Mapping[str, Any],
+        *,
+        if_match: bool | str = True,
+        prefer: str | None = "representation",
+    ) -> WriteResult:
+        """PUT ``Type/id``. ``if_match=True`` sends If-Match from ``meta.versionId``."""
+        return await self._run(self._protocol.update(resource, if_match=if_match, prefer=prefer))
+
+    async def conditional_update(
+        self,
+        resource: Mapping[str, Any],
+        criteria: SearchParams | str,
+        *,
+        prefer: str | None = "representation",
+    ) -> WriteResult:
+        """PUT ``Type?criteria``."""
+        return await self._run(self._protocol.conditional_update(resource, criteria, prefer=prefer))
+
+    async def delete(self, resource_type: str, resource_id: str) -> None:
+        return await self._run(self._protocol.delete(resource_type, resource_id))
+
+    def history(
+        self,
+        resource_type: str,
+        resource_id: str | None = None,
+        *,
+        max_pages: int | None = None,
+        max_resources: int | None = None,
+    ) -> AsyncSearchResults:
+        """The versions of one resource, or of a type (lazy, newest first as the server sends)."""
+        limits = Limits(max_pages, max_resources)
+        return AsyncSearchResults(self, self._protocol.history_query(resource_type, resource_id, limits))
+
+    def search(
+        self,
+        resource_type: str,
+        params: SearchParams | str | None = None,
+        *,
+        max_pages: int | None = None,
+        max_resources: int | None = None,
+    ) -> AsyncSearchResults:
+        """A lazy search: iterate for resources (``_include``d ones too), ``.pages()`` for
+        Bundles. The caps stop it early and set ``.truncated`` and ``.note``."""
+        limits = Limits(max_pages, max_resources)
+        return AsyncSearchResults(self, self._protocol.search_query(resource_type, params, limits))
+
+    async def transaction(self, bundle: Mapping[str, Any]) -> dict[str, Any]:
+        """POST a transaction Bundle; returns the transaction-response Bundle."""
+        return await self._run(self._protocol.transaction(bundle))
+
+    async def batch(self, bundle: Mapping[str, Any]) -> dict[str, Any]:
+        """POST a batch Bundle; returns the batch-response (failed entries carry outcomes)."""
+        return await self._run(self._protocol.batch(bundle))
+
+    def everything(
+        self,
+        patient_id: str,
+        *,
+        max_pages: int | None = None,
+        max_resources: int | None = None,
+    ) -> AsyncSearchResults:
+        """``Patient/[id]/$everything``, lazily, page after page."""
+        limits = Limits(max_pages, max_resources)
+        return AsyncSearchResults(self, self._protocol.everything_query(patient_id, limits))
+
+    async def count(self, resource_type: str, params: SearchParams | str | None = None) -> int:
+        """How many resources match (``_summary=count``)."""
+        return await self._run(self._protocol.count(resource_type, params))
+
+    async def push(self, case: Any) -> PushResult:
+        """Send ``to_fhir(case)`` as one transaction; returns where each resource went."""
+        return await self._run(self._protocol.push(case))
+
+    async def pull(self, patient_id: str) -> MappingResultLike:
+        """Fetch the patient's resources and return ``from_fhir``'s case and unmapped report."""
+        return await self._run(self._protocol.pull(patient_id))
+
+
+class AsyncSearchResults(PagedResultsBase):
+    """A lazy search: ``async for resource in results``, or ``async for b in results.pages()``."""
+
+    def __init__(self, client: AsyncFhirClient, query: PagedQuery) -> None:
+        super().__init__(query)
+        self._client = client
+
+    def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        return self._client._iterate(self._query.start("resources"))
+
+    def pages(self) -> AsyncIterator[dict[str, Any]]:
+        return self._client._iterate(self._query.start("pages"))
