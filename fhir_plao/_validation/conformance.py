@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from fhir_plao import jsonio
@@ -31,7 +31,8 @@ __all__ = [
 ]
 
 CORE_PREFIX = "http://hl7.org/fhir/StructureDefinition/"
-_DATA_FILE = "data/plao-profiles.json"
+#: the profiles as shipped in the package (package data: ``fhir_plao/data/*.json``)
+DATA_FILE = Path(__file__).resolve().parents[1] / "data" / "plao-profiles.json"
 
 #: invariants checked natively (or deliberately not at all) instead of with FHIRPath:
 #: ele-1 (no empty elements) and ext-1 (extension: value or sub-extensions) by the structural
@@ -181,7 +182,7 @@ class _Compiler:
         from fhirpathpy import compile as fp_compile
         from fhirpathpy.models import models
 
-        self._compile = fp_compile
+        self._compile: Callable[..., Evaluator] = fp_compile
         self._model = models["r4"]
         self._cache: dict[str, tuple[Evaluator | None, str | None]] = {}
 
@@ -346,6 +347,6 @@ def conformance_from_resources(items: Iterable[Mapping[str, Any]]) -> Conformanc
 @cache
 def load_conformance() -> Conformance:
     """The package's own profiles and value sets (read and compiled once per process)."""
-    text = resources.files("fhir_plao").joinpath(_DATA_FILE).read_bytes()
+    text = DATA_FILE.read_bytes()
     bundle = jsonio.loads(text)
     return conformance_from_resources(e["resource"] for e in bundle.get("entry", ()))

@@ -19,34 +19,154 @@ from fhir_plao._validation.issues import Issue
 __all__ = ["R4_RESOURCE_TYPES", "check_structure", "empty_elements"]
 
 R4_RESOURCE_TYPES = frozenset(
-    """
-    Account ActivityDefinition AdverseEvent AllergyIntolerance Appointment AppointmentResponse
-    AuditEvent Basic Binary BiologicallyDerivedProduct BodyStructure Bundle CapabilityStatement
-    CarePlan CareTeam CatalogEntry ChargeItem ChargeItemDefinition Claim ClaimResponse
-    ClinicalImpression CodeSystem Communication CommunicationRequest CompartmentDefinition
-    Composition ConceptMap Condition Consent Contract Coverage CoverageEligibilityRequest
-    CoverageEligibilityResponse DetectedIssue Device DeviceDefinition DeviceMetric DeviceRequest
-    DeviceUseStatement DiagnosticReport DocumentManifest DocumentReference EffectEvidenceSynthesis
-    Encounter Endpoint EnrollmentRequest EnrollmentResponse EpisodeOfCare EventDefinition Evidence
-    EvidenceVariable ExampleScenario ExplanationOfBenefit FamilyMemberHistory Flag Goal
-    GraphDefinition Group GuidanceResponse HealthcareService ImagingStudy Immunization
-    ImmunizationEvaluation ImmunizationRecommendation ImplementationGuide InsurancePlan Invoice
-    Library Linkage List Location Measure MeasureReport Media Medication MedicationAdministration
-    MedicationDispense MedicationKnowledge MedicationRequest MedicationStatement MedicinalProduct
-    MedicinalProductAuthorization MedicinalProductContraindication MedicinalProductIndication
-    MedicinalProductIngredient MedicinalProductInteraction MedicinalProductManufactured
-    MedicinalProductPackaged MedicinalProductPharmaceutical MedicinalProductUndesirableEffect
-    MessageDefinition MessageHeader MolecularSequence NamingSystem NutritionOrder Observation
-    ObservationDefinition OperationDefinition OperationOutcome Organization OrganizationAffiliation
-    Parameters Patient PaymentNotice PaymentReconciliation Person PlanDefinition Practitioner
-    PractitionerRole Procedure Provenance Questionnaire QuestionnaireResponse RelatedPerson
-    RequestGroup ResearchDefinition ResearchElementDefinition ResearchStudy ResearchSubject
-    RiskAssessment RiskEvidenceSynthesis Schedule SearchParameter ServiceRequest Slot Specimen
-    SpecimenDefinition StructureDefinition StructureMap Subscription Substance SubstanceNucleicAcid
-    SubstancePolymer SubstanceProtein SubstanceReferenceInformation SubstanceSourceMaterial
-    SubstanceSpecification SupplyDelivery SupplyRequest Task TerminologyCapabilities TestReport
-    TestScript ValueSet VerificationResult VisionPrescription
-    """.split()
+    [
+        "Account",
+        "ActivityDefinition",
+        "AdverseEvent",
+        "AllergyIntolerance",
+        "Appointment",
+        "AppointmentResponse",
+        "AuditEvent",
+        "Basic",
+        "Binary",
+        "BiologicallyDerivedProduct",
+        "BodyStructure",
+        "Bundle",
+        "CapabilityStatement",
+        "CarePlan",
+        "CareTeam",
+        "CatalogEntry",
+        "ChargeItem",
+        "ChargeItemDefinition",
+        "Claim",
+        "ClaimResponse",
+        "ClinicalImpression",
+        "CodeSystem",
+        "Communication",
+        "CommunicationRequest",
+        "CompartmentDefinition",
+        "Composition",
+        "ConceptMap",
+        "Condition",
+        "Consent",
+        "Contract",
+        "Coverage",
+        "CoverageEligibilityRequest",
+        "CoverageEligibilityResponse",
+        "DetectedIssue",
+        "Device",
+        "DeviceDefinition",
+        "DeviceMetric",
+        "DeviceRequest",
+        "DeviceUseStatement",
+        "DiagnosticReport",
+        "DocumentManifest",
+        "DocumentReference",
+        "EffectEvidenceSynthesis",
+        "Encounter",
+        "Endpoint",
+        "EnrollmentRequest",
+        "EnrollmentResponse",
+        "EpisodeOfCare",
+        "EventDefinition",
+        "Evidence",
+        "EvidenceVariable",
+        "ExampleScenario",
+        "ExplanationOfBenefit",
+        "FamilyMemberHistory",
+        "Flag",
+        "Goal",
+        "GraphDefinition",
+        "Group",
+        "GuidanceResponse",
+        "HealthcareService",
+        "ImagingStudy",
+        "Immunization",
+        "ImmunizationEvaluation",
+        "ImmunizationRecommendation",
+        "ImplementationGuide",
+        "InsurancePlan",
+        "Invoice",
+        "Library",
+        "Linkage",
+        "List",
+        "Location",
+        "Measure",
+        "MeasureReport",
+        "Media",
+        "Medication",
+        "MedicationAdministration",
+        "MedicationDispense",
+        "MedicationKnowledge",
+        "MedicationRequest",
+        "MedicationStatement",
+        "MedicinalProduct",
+        "MedicinalProductAuthorization",
+        "MedicinalProductContraindication",
+        "MedicinalProductIndication",
+        "MedicinalProductIngredient",
+        "MedicinalProductInteraction",
+        "MedicinalProductManufactured",
+        "MedicinalProductPackaged",
+        "MedicinalProductPharmaceutical",
+        "MedicinalProductUndesirableEffect",
+        "MessageDefinition",
+        "MessageHeader",
+        "MolecularSequence",
+        "NamingSystem",
+        "NutritionOrder",
+        "Observation",
+        "ObservationDefinition",
+        "OperationDefinition",
+        "OperationOutcome",
+        "Organization",
+        "OrganizationAffiliation",
+        "Parameters",
+        "Patient",
+        "PaymentNotice",
+        "PaymentReconciliation",
+        "Person",
+        "PlanDefinition",
+        "Practitioner",
+        "PractitionerRole",
+        "Procedure",
+        "Provenance",
+        "Questionnaire",
+        "QuestionnaireResponse",
+        "RelatedPerson",
+        "RequestGroup",
+        "ResearchDefinition",
+        "ResearchElementDefinition",
+        "ResearchStudy",
+        "ResearchSubject",
+        "RiskAssessment",
+        "RiskEvidenceSynthesis",
+        "Schedule",
+        "SearchParameter",
+        "ServiceRequest",
+        "Slot",
+        "Specimen",
+        "SpecimenDefinition",
+        "StructureDefinition",
+        "StructureMap",
+        "Subscription",
+        "Substance",
+        "SubstanceNucleicAcid",
+        "SubstancePolymer",
+        "SubstanceProtein",
+        "SubstanceReferenceInformation",
+        "SubstanceSourceMaterial",
+        "SubstanceSpecification",
+        "SupplyDelivery",
+        "SupplyRequest",
+        "Task",
+        "TerminologyCapabilities",
+        "TestReport",
+        "TestScript",
+        "ValueSet",
+        "VerificationResult",
+        "VisionPrescription",
+    ]
 )
 
 _REGEX_KIND = re.compile(r"(\w+) value string does not match spec regex")
@@ -132,14 +252,16 @@ def _issue(err: Any, root: str) -> Issue:
         }.get(fhir_type, "")
         text = f"{value!r} is not a valid FHIR {fhir_type}{hint}"
     elif msg.startswith("Any of one field value is expected from this list"):
-        choices = msg.split("[", 1)[-1].rstrip("]").replace("'", "")
+        choices = msg.split("[", 1)[-1].split("]", 1)[0].replace("'", "")
         text = f"only one of these may be present: {choices}"
     elif kind == "string_pattern_mismatch":
         text = f"{value!r} is not allowed here ({msg})"
     else:
-        text = f"{msg} (found {value!r})" if value is not None and not isinstance(
-            value, Mapping | list
-        ) else msg
+        text = (
+            f"{msg} (found {value!r})"
+            if value is not None and not isinstance(value, Mapping | list)
+            else msg
+        )
     return Issue("error", path, text, rule)
 
 
@@ -151,7 +273,9 @@ def empty_elements(value: Any, path: str) -> Iterator[Issue]:
             if key == "resourceType":
                 continue
             if item is None:
-                yield Issue("error", where, "null is not allowed: leave the element out", "structure")
+                yield Issue(
+                    "error", where, "null is not allowed: leave the element out", "structure"
+                )
             elif isinstance(item, list):
                 if not item:
                     yield Issue(

@@ -56,8 +56,7 @@ class _RedactHttpxUrls(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(
-                sanitize_url(str(arg)) if isinstance(arg, httpx.URL) else arg
-                for arg in record.args
+                sanitize_url(str(arg)) if isinstance(arg, httpx.URL) else arg for arg in record.args
             )
         return True
 

@@ -208,7 +208,9 @@ class FlowRunner(Generic[T]):
 class TransportFailure(Exception):
     """Internal: a request got no response. Thrown into a flow; never reaches the caller."""
 
-    def __init__(self, kind: Literal["not-sent", "timeout", "broken"], cause: BaseException) -> None:
+    def __init__(
+        self, kind: Literal["not-sent", "timeout", "broken"], cause: BaseException
+    ) -> None:
         self.kind = kind
         self.cause = cause
         super().__init__(kind)
@@ -297,8 +299,8 @@ class RetryPolicy:
 
     def backoff(self, retry: int, rng: Callable[[], float]) -> float:
         """The wait before retry number ``retry`` (1 for the first retry)."""
-        delay = min(self.max_delay, self.base_delay * 2 ** (retry - 1))
-        return delay * (1.0 - self.jitter * rng())
+        delay = min(self.max_delay, self.base_delay * 2.0 ** (retry - 1))
+        return float(delay * (1.0 - self.jitter * rng()))
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -325,8 +327,20 @@ _ID_RE = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _HAPI_CODE_RE = re.compile(r"\bHAPI-(\d{4})\b")
 # Query parameters whose values carry no patient data: kept in logs and messages.
 _PLAIN_PARAMS = frozenset(
-    {"_count", "_getpagesoffset", "_summary", "_bundletype", "_include", "_revinclude",
-     "_elements", "_sort", "_total", "_format", "_pretty", "_offset"}
+    {
+        "_count",
+        "_getpagesoffset",
+        "_summary",
+        "_bundletype",
+        "_include",
+        "_revinclude",
+        "_elements",
+        "_sort",
+        "_total",
+        "_format",
+        "_pretty",
+        "_offset",
+    }
 )
 
 
@@ -395,9 +409,7 @@ def encode_params(params: SearchParams | str | None) -> str:
     if isinstance(params, str):
         return params.lstrip("?")
     pairs: list[tuple[str, str]] = []
-    items: Iterable[tuple[str, Any]] = (
-        params.items() if isinstance(params, Mapping) else params
-    )
+    items: Iterable[tuple[str, Any]] = params.items() if isinstance(params, Mapping) else params
     for name, value in items:
         values = value if isinstance(value, list | tuple) else [value]
         pairs.extend((name, str(v)) for v in values)
@@ -435,7 +447,7 @@ class ServerId:
 
 
 def parse_location(location: str | None) -> ServerId | None:
-    """``[base]/Type/id/_history/n`` (absolute or relative) or ``Type/id`` as a :class:`ServerId`."""
+    """``[base]/Type/id/_history/n`` (absolute or relative) or ``Type/id`` as a ServerId."""
     if not location:
         return None
     segments = [s for s in urlsplit(location.strip()).path.split("/") if s]
@@ -641,7 +653,9 @@ def check_fhir_version(statement: Mapping[str, Any], base_url: str) -> None:
             f"the server at {base_url} does not say which FHIR version it speaks "
             "(CapabilityStatement.fhirVersion is missing); this client needs FHIR R4 (4.0.x)"
         )
-    release = _RELEASES.get(".".join(version.strip().split(".")[:2]), "not a release this client knows")
+    release = _RELEASES.get(
+        ".".join(version.strip().split(".")[:2]), "not a release this client knows"
+    )
     raise UnexpectedResponse(
         f"the server at {base_url} speaks FHIR {version} ({release}), not R4 (4.0.x); "
         "this client needs a FHIR R4 server"
@@ -788,7 +802,9 @@ def push_result(sent: Mapping[str, Any], received: dict[str, Any]) -> PushResult
         local_ref = _local_ref(mine)
         full_url = mine.get("fullUrl")
         local = full_url if isinstance(full_url, str) and full_url else local_ref
-        answer = theirs.get("response") if isinstance(theirs.get("response"), dict) else {}
+        answer = theirs.get("response")
+        if not isinstance(answer, dict):
+            answer = {}
         location = answer.get("location")
         server = parse_location(location if isinstance(location, str) else None)
         if server is None:
@@ -935,9 +951,7 @@ class FhirProtocol:
 
     def _headers(self, *, body: bool, on_server: bool = True) -> dict[str, str]:
         headers = dict(self.extra_headers) if on_server else {}
-        headers.update(
-            {"Accept": FHIR_JSON, "Accept-Encoding": "gzip", "User-Agent": USER_AGENT}
-        )
+        headers.update({"Accept": FHIR_JSON, "Accept-Encoding": "gzip", "User-Agent": USER_AGENT})
         if body:
             headers["Content-Type"] = FHIR_JSON
         return headers
@@ -961,7 +975,9 @@ class FhirProtocol:
             self.url(path, query),
             all_headers,
             jsonio.dumps_bytes(body) if body is not None else None,
-            idempotent=method in ("GET", "HEAD", "PUT", "DELETE") if idempotent is None else idempotent,
+            idempotent=method in ("GET", "HEAD", "PUT", "DELETE")
+            if idempotent is None
+            else idempotent,
             label=label,
         )
 
@@ -983,7 +999,12 @@ class FhirProtocol:
         headers = self._headers(body=False, on_server=on_server)
         headers["Cache-Control"] = "no-cache"
         return PendingRequest(
-            "GET", url, headers, None, idempotent=True, authenticate=on_server,
+            "GET",
+            url,
+            headers,
+            None,
+            idempotent=True,
+            authenticate=on_server,
             label=previous.label,
         )
 
@@ -1002,30 +1023,37 @@ class FhirProtocol:
                     delay = policy.backoff(attempt, self.rng)
                     log.warning(
                         "%s %s: %s; retry %d of %d in %.2f s",
-                        request.method, sanitize_url(request.url), failure.describe(),
-                        attempt, policy.attempts - 1, delay,
+                        request.method,
+                        sanitize_url(request.url),
+                        failure.describe(),
+                        attempt,
+                        policy.attempts - 1,
+                        delay,
                     )
                     yield Sleep(delay)
                     attempt += 1
                     continue
                 raise failure.to_error(request, attempt, policy) from failure.cause
-            log.debug(
-                "%s %s -> %d", request.method, sanitize_url(request.url), response.status
-            )
+            log.debug("%s %s -> %d", request.method, sanitize_url(request.url), response.status)
             if 200 <= response.status < 300:
                 return response
             if response.status in policy.statuses:
                 now = self.clock()
                 if not request.idempotent:
                     raise error_for(
-                        response, request, now=now,
+                        response,
+                        request,
+                        now=now,
                         note=f"not retried: {request.method} is not idempotent",
                     )
                 if attempt < policy.attempts:
                     wait = parse_retry_after(response.header("retry-after"), now)
                     if wait is not None and wait > policy.max_retry_after:
                         raise error_for(
-                            response, request, attempts=attempt, now=now,
+                            response,
+                            request,
+                            attempts=attempt,
+                            now=now,
                             note=f"the server asks to wait {wait:g} s, more than "
                             f"max_retry_after={policy.max_retry_after:g} s",
                         )
@@ -1033,8 +1061,12 @@ class FhirProtocol:
                         wait = policy.backoff(attempt, self.rng)
                     log.warning(
                         "%s %s -> %d; retry %d of %d in %.2f s",
-                        request.method, sanitize_url(request.url), response.status,
-                        attempt, policy.attempts - 1, wait,
+                        request.method,
+                        sanitize_url(request.url),
+                        response.status,
+                        attempt,
+                        policy.attempts - 1,
+                        wait,
                     )
                     yield Sleep(wait)
                     attempt += 1
@@ -1081,8 +1113,12 @@ class FhirProtocol:
                 raise InputError("if_none_exist must name at least one search parameter")
             headers["If-None-Exist"] = criteria
         request = self.request(
-            "POST", rtype, body=resource, headers=headers,
-            idempotent=if_none_exist is not None, label=f"create {rtype}",
+            "POST",
+            rtype,
+            body=resource,
+            headers=headers,
+            idempotent=if_none_exist is not None,
+            label=f"create {rtype}",
         )
         return (yield from self._write(request))
 
@@ -1138,7 +1174,11 @@ class FhirProtocol:
         if not query:
             raise InputError("a conditional update needs search criteria")
         request = self.request(
-            "PUT", rtype, query=query, body=resource, headers=self._prefer(prefer),
+            "PUT",
+            rtype,
+            query=query,
+            body=resource,
+            headers=self._prefer(prefer),
             label=f"conditional update {rtype}",
         )
         return (yield from self._write(request))
@@ -1165,7 +1205,10 @@ class FhirProtocol:
     ) -> PendingRequest:
         rtype = check_type(resource_type)
         return self.request(
-            "GET", rtype, query=encode_params(params), headers={"Cache-Control": "no-cache"},
+            "GET",
+            rtype,
+            query=encode_params(params),
+            headers={"Cache-Control": "no-cache"},
             label=f"search {rtype}",
         )
 
@@ -1184,14 +1227,15 @@ class FhirProtocol:
         )
         return PagedQuery(self, request, limits or Limits())
 
-    def count(
-        self, resource_type: str, params: SearchParams | str | None = None
-    ) -> Flow[int]:
+    def count(self, resource_type: str, params: SearchParams | str | None = None) -> Flow[int]:
         query = encode_params(params)
         query = f"{query}&_summary=count" if query else "_summary=count"
         rtype = check_type(resource_type)
         request = self.request(
-            "GET", rtype, query=query, headers={"Cache-Control": "no-cache"},
+            "GET",
+            rtype,
+            query=query,
+            headers={"Cache-Control": "no-cache"},
             label=f"count {rtype}",
         )
         response = yield from self.exchange(request)
@@ -1250,10 +1294,10 @@ class FhirProtocol:
                         for issue in _issues(resource):
                             log.warning("%s: the server notes: %s", request.label, issue)
                     continue
-                if mode == "resources" and cap is not None and state.resources >= cap:
-                    if isinstance(resource, dict) or link:
-                        state.stop(self._cap_note("max_resources", cap, state), request)
-                        return None
+                more = isinstance(resource, dict) or link is not None
+                if mode == "resources" and cap is not None and state.resources >= cap and more:
+                    state.stop(self._cap_note("max_resources", cap, state), request)
+                    return None
                 if entry_mode != "include":
                     state.matches += 1
                 if not isinstance(resource, dict):
@@ -1293,7 +1337,8 @@ class FhirProtocol:
 
     @staticmethod
     def _cap_note(name: str, cap: int, state: SearchState) -> str:
-        note = f"stopped by {name}={cap} after {state.resources} resource(s) in {state.pages} page(s)"
+        note = f"stopped by {name}={cap} after {state.resources} resource(s)"
+        note += f" in {state.pages} page(s)"
         if state.total is not None:
             note += f"; the server reported {state.total} match(es)"
         return note + ": results are incomplete"
@@ -1309,7 +1354,9 @@ class FhirProtocol:
         result = push_result(bundle, response)
         log.info(
             "pushed %d resources (%d created) to %s",
-            len(result.entries), result.created, self.base_url,
+            len(result.entries),
+            result.created,
+            self.base_url,
         )
         return result
 
@@ -1343,7 +1390,10 @@ class FhirProtocol:
         for rtype, includes in PULL_SEARCHES:
             params = [("patient", patient_id), *(("_include", inc) for inc in includes)]
             yield from self.paged(
-                self.search_request(rtype, params), Limits(), SearchState(), "resources",
+                self.search_request(rtype, params),
+                Limits(),
+                SearchState(),
+                "resources",
                 collected.append,
             )
         return dedupe_resources(collected)

@@ -193,7 +193,9 @@ class AsyncFhirClient(ClientBase):
     ) -> AsyncSearchResults:
         """The versions of one resource, or of a type (lazy, newest first as the server sends)."""
         limits = Limits(max_pages, max_resources)
-        return AsyncSearchResults(self, self._protocol.history_query(resource_type, resource_id, limits))
+        return AsyncSearchResults(
+            self, self._protocol.history_query(resource_type, resource_id, limits)
+        )
 
     def search(
         self,

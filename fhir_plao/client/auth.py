@@ -146,7 +146,8 @@ class SmartBackendAuth(Auth):
         if response.status == 401:
             log.info(
                 "%s %s -> 401; fetching a new access token and sending it once more",
-                request.method, sanitize_url(request.url),
+                request.method,
+                sanitize_url(request.url),
             )
             yield from self._fetch_token()
             response = yield self._with_token(request)
@@ -171,7 +172,9 @@ class SmartBackendAuth(Auth):
                 claims, self._key, algorithm=self.alg, headers={"kid": self.kid, "typ": "JWT"}
             )
         except (jwt.PyJWTError, ValueError, TypeError, NotImplementedError) as exc:
-            raise InputError(f"cannot sign the SMART client assertion with {self.alg}: {exc}") from None
+            raise InputError(
+                f"cannot sign the SMART client assertion with {self.alg}: {exc}"
+            ) from None
 
     def _fetch_token(self) -> Generator[PendingRequest, Response, None]:
         form = {
@@ -195,11 +198,15 @@ class SmartBackendAuth(Auth):
         response = yield request
         if not 200 <= response.status < 300:
             raise error_for(
-                response, request, now=self._clock(),
+                response,
+                request,
+                now=self._clock(),
                 note="the token endpoint refused the client credentials",
             )
         data = parse_json_body(response, request)
-        token = data.get("access_token") if isinstance(data, dict) else None
+        if not isinstance(data, dict):
+            data = {}
+        token = data.get("access_token")
         if not isinstance(token, str) or not token:
             raise UnexpectedResponse(
                 f"the token endpoint {self.token_url} answered without an access_token"

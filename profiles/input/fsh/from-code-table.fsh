@@ -35,7 +35,7 @@ Description: "Bone structures of single vertebrae (SNOMED CT), the body sites of
 ValueSet: PlaoDxaSites
 Id: plao-dxa-sites
 Title: "PLAO DXA measurement sites"
-Description: "Body sites of a DXA bone density measurement (lumbar spine L1-L4, femoral neck). Generated from the fhir-plao code table."
+Description: "Body sites of a DXA bone density measurement (lumbar spine L1-L4, femoral neck, hip, radius) that have a verified SNOMED CT code. Generated from the fhir-plao code table."
 * ^experimental = false
 * $sct#122496007 "Lumbar spine"  // lumbar-spine-l1-l4
 * $sct#29627003 "Structure of neck of femur"  // femoral-neck
@@ -45,7 +45,7 @@ Description: "Body sites of a DXA bone density measurement (lumbar spine L1-L4, 
 ValueSet: PlaoDxaScoreCodes
 Id: plao-dxa-score-codes
 Title: "PLAO DXA score codes"
-Description: "LOINC codes of DXA T-scores, Z-scores and bone mineral density of the lumbar spine and the femur. Generated from the fhir-plao code table."
+Description: "LOINC codes of DXA T-scores, Z-scores and bone mineral densities at the measurement sites of the fhir-plao code table (lumbar spine, femur, hip, radius and ulna). Generated from the code table."
 * ^experimental = false
 * $loinc#38267-1 "DXA Lumbar spine [T-score] Bone density"  // dxa-lumbar-spine-t
 * $loinc#85394-5 "DXA Lumbar spine [Z-score] Bone density"  // dxa-lumbar-spine-z
@@ -59,3 +59,30 @@ Description: "LOINC codes of DXA T-scores, Z-scores and bone mineral density of 
 * $loinc#38265-5 "DXA Radius and Ulna [T-score] Bone density"  // dxa-radius-ulna-t
 * $loinc#80932-7 "DXA Radius and Ulna [Z-score] Bone density"  // dxa-radius-ulna-z
 * $loinc#24890-6 "DXA Radius and Ulna [Mass/Area] Bone density"  // dxa-radius-ulna-bmd
+* $loinc#80948-3 "DXA Femur - left [T-score] Bone density"  // dxa-femur-left-t
+* $loinc#80940-0 "DXA Femur - left [Z-score] Bone density"  // dxa-femur-left-z
+* $loinc#80954-1 "DXA Femur - left [Mass/Area] Bone density"  // dxa-femur-left-bmd
+* $loinc#80947-5 "DXA Femur - right [T-score] Bone density"  // dxa-femur-right-t
+* $loinc#80939-2 "DXA Femur - right [Z-score] Bone density"  // dxa-femur-right-z
+* $loinc#80953-3 "DXA Femur - right [Mass/Area] Bone density"  // dxa-femur-right-bmd
+* $loinc#80946-7 "DXA Hip - left [T-score] Bone density"  // dxa-hip-left-t
+* $loinc#80938-4 "DXA Hip - left [Z-score] Bone density"  // dxa-hip-left-z
+* $loinc#46278-8 "DXA Hip - left [Mass/Area] Bone density"  // dxa-hip-left-bmd
+* $loinc#80945-9 "DXA Hip - right [T-score] Bone density"  // dxa-hip-right-t
+* $loinc#80937-6 "DXA Hip - right [Z-score] Bone density"  // dxa-hip-right-z
+* $loinc#46279-6 "DXA Hip - right [Mass/Area] Bone density"  // dxa-hip-right-bmd
+
+Invariant: plao-dxa-1
+Description: "A DXA bone mineral density has its value in UCUM 'g/cm2'."
+Expression: "code.coding.where(system = 'http://loinc.org' and code in ('24966-4' | '24701-5' | '38261-4' | '24890-6' | '80954-1' | '80953-3' | '46278-8' | '46279-6')).exists() implies value.ofType(Quantity).code in ('g/cm2')"
+Severity: #error
+
+Invariant: plao-dxa-2
+Description: "A DXA T-score has its value in UCUM '1' or '{T-score}' or '{T-Score}'."
+Expression: "code.coding.where(system = 'http://loinc.org' and code in ('38267-1' | '38263-0' | '38264-8' | '38265-5' | '80948-3' | '80947-5' | '80946-7' | '80945-9')).exists() implies value.ofType(Quantity).code in ('1' | '{T-score}' | '{T-Score}')"
+Severity: #error
+
+Invariant: plao-dxa-3
+Description: "A DXA Z-score has its value in UCUM '1' or '{Z-score}' or '{Z-Score}'."
+Expression: "code.coding.where(system = 'http://loinc.org' and code in ('85394-5' | '80934-3' | '80933-5' | '80932-7' | '80940-0' | '80939-2' | '80938-4' | '80937-6')).exists() implies value.ofType(Quantity).code in ('1' | '{Z-score}' | '{Z-Score}')"
+Severity: #error
