@@ -1,5 +1,26 @@
-"""fhir-plao: a FHIR R4 adapter for pregnancy- and lactation-associated osteoporosis cases."""
+"""fhir-plao: a FHIR R4 adapter for pregnancy- and lactation-associated osteoporosis cases.
 
+Import everything from here::
+
+    from fhir_plao import load_case, to_fhir, from_fhir, FhirClient
+"""
+
+from fhir_plao.case import Case, case_from_json, case_to_json, load_case
+from fhir_plao.client import (
+    AsyncFhirClient,
+    AsyncSearchResults,
+    BasicAuth,
+    BearerAuth,
+    FhirClient,
+    PushResult,
+    RetryPolicy,
+    SearchResults,
+    ServerId,
+    SmartBackendAuth,
+    Timeout,
+    WriteResult,
+)
+from fhir_plao.compare import case_differences
 from fhir_plao.errors import (
     Conflict,
     FhirError,
@@ -7,27 +28,53 @@ from fhir_plao.errors import (
     InputError,
     MappingError,
     NotFound,
+    OutcomeIssue,
     PreconditionFailed,
     RateLimited,
     ServerError,
     TimeoutError_,
     TransportError,
+    UnexpectedResponse,
     Unprocessable,
     ValidationError,
 )
+from fhir_plao.mapping import MappingResult, Unmapped, from_fhir, to_fhir
 
 __all__ = [
+    "AsyncFhirClient",
+    "AsyncSearchResults",
+    "BasicAuth",
+    "BearerAuth",
+    "Case",
     "Conflict",
+    "FhirClient",
     "FhirError",
     "Gone",
     "InputError",
     "MappingError",
+    "MappingResult",
     "NotFound",
+    "OutcomeIssue",
     "PreconditionFailed",
+    "PushResult",
     "RateLimited",
+    "RetryPolicy",
+    "SearchResults",
     "ServerError",
+    "ServerId",
+    "SmartBackendAuth",
+    "Timeout",
     "TimeoutError_",
     "TransportError",
+    "UnexpectedResponse",
+    "Unmapped",
     "Unprocessable",
     "ValidationError",
+    "WriteResult",
+    "case_differences",
+    "case_from_json",
+    "case_to_json",
+    "from_fhir",
+    "load_case",
+    "to_fhir",
 ]

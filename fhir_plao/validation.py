@@ -10,15 +10,22 @@ Layers, each done by the tool best suited to it:
 
 * **base R4 structure** — ``fhir.resources`` models (unknown elements, JSON types, primitive
   formats, real calendar dates, required elements), plus a pass for empty elements (ele-1);
+* **base R4 rules** that those models leave out — required bindings (``status`` codes,
+  ``Quantity.comparator``, ``Condition.clinicalStatus``, ...) and the invariants of every resource
+  and data type (``obs-3``, ``per-1``, ``bdl-*``, ...), from ``fhir_plao/data/r4-core-rules.json``
+  (extracted from the R4 4.0.1 definitions by ``scripts/profiles/build_core_rules.py``);
 * **profiles** named in ``meta.profile`` — a walker over the SUSHI-built snapshots in
   ``profiles/`` (shipped as ``fhir_plao/data/plao-profiles.json``): cardinality, choice types,
   fixed / pattern values, slices, required bindings to our ValueSets, reference targets, and
   invariants evaluated with ``fhirpathpy`` (each expression compiled once per process);
 * **Bundle** — fullUrls, request lines, and references that must resolve inside the Bundle.
 
-An unknown profile URL gives a warning (the resource is still checked against base R4). Profiles
-and value sets are loaded and compiled on first use and kept, so validating many Bundles in one
-process pays that once.
+An unknown profile URL gives a warning (the resource is still checked against base R4). Profiles,
+value sets and invariants are loaded and compiled on first use and kept, so validating many
+Bundles in one process pays that once (``Validator()`` is cheap after the first). FHIRPath is
+evaluated with fhirpathpy; an invariant it cannot evaluate on some data gives a warning naming the
+rule to check by hand, never a crash; ``hasValue()``, which fhirpathpy lacks, is read as
+``exists()``, and ``rng-2`` (Quantity comparison) is checked natively.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from typing import Any
 
 from fhir_plao import jsonio
 from fhir_plao._validation.conformance import CORE_PREFIX, Conformance, load_conformance
+from fhir_plao._validation.core import load_core_rules
 from fhir_plao._validation.issues import Issue, Severity
 from fhir_plao._validation.references import BundleIndex, check_bundle, check_references
 from fhir_plao._validation.structure import check_structure, empty_elements
@@ -63,7 +71,9 @@ class Validator:
 
     def __init__(self, conformance: Conformance | None = None) -> None:
         self.conformance = conformance if conformance is not None else load_conformance()
-        self._walker = ProfileWalker(self.conformance)
+        self._core = load_core_rules()
+        skip = self._core.invariant_keys if self._core is not None else frozenset()
+        self._walker = ProfileWalker(self.conformance, skip)
 
     @property
     def profile_urls(self) -> list[str]:
@@ -99,7 +109,9 @@ class Validator:
                 for e in entries
             ]
         # the Bundle itself (entries without their resources: those are checked one by one)
-        self._resource(shell, root, issues, outer, references=False)
+        self._resource(shell, root, issues, outer, references=False, core=False)
+        if self._core is not None:
+            issues.extend(self._core.check(bundle, root, nested_resources=False))
         issues.extend(check_bundle(bundle, root))
         index = BundleIndex.of(bundle)
         if not isinstance(entries, list):
@@ -128,9 +140,12 @@ class Validator:
         index: BundleIndex | None,
         *,
         references: bool = True,
+        core: bool = True,
     ) -> None:
         issues.extend(check_structure(resource, root))
         issues.extend(empty_elements(resource, root))
+        if core and self._core is not None:
+            issues.extend(self._core.check(resource, root))
         if references:
             issues.extend(check_references(resource, root, index))
         meta = resource.get("meta")

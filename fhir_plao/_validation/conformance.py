@@ -27,6 +27,7 @@ __all__ = [
     "Profile",
     "TypeRef",
     "ValueSet",
+    "compile_constraint",
     "load_conformance",
 ]
 
@@ -51,6 +52,7 @@ class Constraint:
     expression: str
     evaluate: Evaluator | None  # None: skipped, or did not compile (then ``problem`` says why)
     problem: str | None = None
+    source: str | None = None  # the definition that declared it (snapshot ``constraint.source``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,32 +177,43 @@ class Conformance:
 # --------------------------------------------------------------------------- loading
 
 
+@cache
+def _compiled(expression: str) -> tuple[Evaluator | None, str | None]:
+    """A FHIRPath expression compiled once per process (many elements share ``dom-*`` and the
+    like); (None, why) when it does not compile."""
+    from fhirpathpy import compile as fp_compile
+    from fhirpathpy.models import models
+
+    compile_: Callable[..., Evaluator] = fp_compile
+    # fhirpathpy has no hasValue(); in JSON a primitive that exists has a value unless it is
+    # given by extensions only, so exists() is the close (and here sufficient) stand-in
+    runnable = expression.replace("hasValue()", "exists()")
+    try:
+        return compile_(runnable, models["r4"], {"traceFn": _ignore_trace}), None
+    except Exception as exc:  # a malformed expression in a definition
+        return None, f"does not compile: {exc}"
+
+
+def compile_constraint(
+    key: str, severity: str, human: str, expression: str | None, source: str | None = None
+) -> Constraint:
+    if key in SKIPPED_INVARIANTS or not expression:
+        return Constraint(key, severity, human, expression or "", None, None, source)
+    fn, problem = _compiled(expression)
+    return Constraint(key, severity, human, expression, fn, problem, source)
+
+
 class _Compiler:
-    """Compiles FHIRPath expressions once each (many elements share ``dom-*`` and the like)."""
-
-    def __init__(self) -> None:
-        from fhirpathpy import compile as fp_compile
-        from fhirpathpy.models import models
-
-        self._compile: Callable[..., Evaluator] = fp_compile
-        self._model = models["r4"]
-        self._cache: dict[str, tuple[Evaluator | None, str | None]] = {}
-
     def constraint(self, raw: Mapping[str, Any]) -> Constraint:
         key = str(raw.get("key", "?"))
         expression = raw.get("expression")
-        human = str(raw.get("human", key))
-        severity = str(raw.get("severity", "error"))
-        if key in SKIPPED_INVARIANTS or not isinstance(expression, str):
-            return Constraint(key, severity, human, str(expression or ""), None)
-        if expression not in self._cache:
-            try:
-                fn = self._compile(expression, self._model, {"traceFn": _ignore_trace})
-                self._cache[expression] = (fn, None)
-            except Exception as exc:  # a malformed expression in a profile
-                self._cache[expression] = (None, f"does not compile: {exc}")
-        fn, problem = self._cache[expression]
-        return Constraint(key, severity, human, expression, fn, problem)
+        return compile_constraint(
+            key,
+            str(raw.get("severity", "error")),
+            str(raw.get("human", key)),
+            expression if isinstance(expression, str) else None,
+            raw.get("source"),
+        )
 
 
 def _ignore_trace(*_args: Any) -> None:

@@ -164,7 +164,11 @@ def check_references(
                         "error", at, f"{rtype!r} in {ref} is not an R4 resource type", "reference"
                     )
                 )
-            elif index is not None and index.resolve(ref) is None:
+            elif (
+                index is not None
+                and index.bundle_type in _TRANSACTIONAL
+                and index.resolve(ref) is None
+            ):
                 issues.append(
                     Issue(
                         "warning",
@@ -306,7 +310,7 @@ def _check_request(
                     "bundle",
                 )
             ]
-    elif method == "POST" and base != rtype:
+    elif method == "POST" and base != rtype and "$" not in base:
         return [
             Issue(
                 "error",

@@ -21,6 +21,7 @@ from fhir_plao._validation.conformance import (
     Profile,
     ValueSet,
 )
+from fhir_plao._validation.core import TRIVIAL
 from fhir_plao._validation.issues import Issue, Severity
 
 __all__ = ["ProfileWalker", "Resolver"]
@@ -182,8 +183,12 @@ def _descend(element: Element, path: str) -> Element | None:
 class ProfileWalker:
     """Validates resources against the profiles of one :class:`Conformance`."""
 
-    def __init__(self, conformance: Conformance) -> None:
+    def __init__(
+        self, conformance: Conformance, skip_invariants: frozenset[str] = frozenset()
+    ) -> None:
         self.conformance = conformance
+        #: invariants checked elsewhere (the base R4 ones, by the core rules): not again here
+        self.skip_invariants = skip_invariants
 
     def validate(
         self,
@@ -192,7 +197,7 @@ class ProfileWalker:
         path: str,
         resolve: Resolver | None = None,
     ) -> list[Issue]:
-        run = _Run(self.conformance, profile, resource, resolve)
+        run = _Run(self.conformance, profile, resource, resolve, self.skip_invariants)
         run.check_value(resource, profile.root, path, profile.type)
         return run.issues
 
@@ -204,7 +209,9 @@ class _Run:
         profile: Profile,
         resource: Mapping[str, Any],
         resolve: Resolver | None,
+        skip_invariants: frozenset[str] = frozenset(),
     ) -> None:
+        self.skip_invariants = skip_invariants
         self.conformance = conformance
         self.profile = profile
         self.resource = resource
@@ -321,7 +328,8 @@ class _Run:
         if type_code == "Reference" and isinstance(item, Mapping):
             self.check_reference(item, el, where)
         for constraint in el.constraints:
-            self.check_invariant(item, el, constraint, where, type_code)
+            if constraint.key not in self.skip_invariants:
+                self.check_invariant(item, el, constraint, where, type_code)
         if isinstance(item, Mapping) and el.children:
             self.check_children(item, el, where)
 
@@ -508,7 +516,7 @@ class _Run:
                     "warning",
                 )
             return
-        trivial = _TRIVIAL.get(constraint.key)
+        trivial = TRIVIAL.get(constraint.key)
         if trivial is not None and isinstance(item, Mapping) and trivial(item):
             return
         node: Any = item
@@ -535,22 +543,6 @@ class _Run:
                 f"invariant:{constraint.key}",
                 severity,
             )
-
-
-def _has_choice(obj: Mapping[str, Any], base: str) -> bool:
-    return any(k.startswith(base) and k[len(base) : len(base) + 1].isupper() for k in obj)
-
-
-#: core invariants that hold trivially when an element is absent: skipping the FHIRPath
-#: evaluation then saves most of the time spent on invariants (they are the same rules).
-_TRIVIAL: dict[str, Callable[[Mapping[str, Any]], bool]] = {
-    "dom-2": lambda r: "contained" not in r,
-    "dom-4": lambda r: "contained" not in r,
-    "dom-5": lambda r: "contained" not in r,
-    "obs-6": lambda r: "dataAbsentReason" not in r or not _has_choice(r, "value"),
-    "obs-7": lambda r: "component" not in r or not _has_choice(r, "value"),
-    "con-4": lambda r: not _has_choice(r, "abatement"),
-}
 
 
 def _model_path(el: Element, type_code: str | None) -> str:

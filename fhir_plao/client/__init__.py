@@ -12,8 +12,8 @@ Both are thin shells over one sans-IO core, so they behave the same in every res
 
 from fhir_plao.client._core import (
     Limits,
-    MappingResultLike,
     PendingRequest,
+    Prefer,
     PushedEntry,
     PushResult,
     Response,
@@ -55,11 +55,11 @@ __all__ = [
     "Gone",
     "InputError",
     "Limits",
-    "MappingResultLike",
     "NotFound",
     "OutcomeIssue",
     "PendingRequest",
     "PreconditionFailed",
+    "Prefer",
     "PushResult",
     "PushedEntry",
     "RateLimited",

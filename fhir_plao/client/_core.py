@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import email.utils
 import html
-import importlib
 import logging
 import random
 import re
@@ -43,7 +42,7 @@ from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from decimal import Decimal
-from typing import Any, Generic, Literal, Protocol, TypeAlias, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeAlias, TypeVar, cast
 from urllib.parse import parse_qsl, quote, urljoin, urlsplit, urlunsplit
 
 import httpx  # exception classes and Response only: the core never sends anything
@@ -64,6 +63,10 @@ from fhir_plao.errors import (
     UnexpectedResponse,
     Unprocessable,
 )
+
+if TYPE_CHECKING:  # imported where used: the client does not need the mapping to load
+    from fhir_plao.case import Case
+    from fhir_plao.mapping import MappingResult
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +167,9 @@ class Emit:
     item: Any
 
 
+Prefer: TypeAlias = Literal["representation", "minimal", "OperationOutcome"]
+"""What a write asks the server to return (``Prefer: return=...``)."""
+
 Action: TypeAlias = PendingRequest | Sleep | Emit
 Flow: TypeAlias = Generator[Action, Response, T]
 """An operation: yields actions, receives the response to each request, returns its result."""
@@ -180,6 +186,7 @@ class FlowRunner(Generic[T]):
         self._flow = flow
         self._reply: Response | None = None
         self._error: BaseException | None = None
+        self._sent: PendingRequest | None = None
         self.result: T
 
     def next_action(self) -> Action | None:
@@ -187,19 +194,25 @@ class FlowRunner(Generic[T]):
         self._reply = self._error = None
         try:
             if error is not None:
-                return self._flow.throw(error)
-            # The reply to a Sleep or an Emit carries nothing; flows ignore it.
-            return self._flow.send(cast(Response, reply))
+                action = self._flow.throw(error)
+            else:
+                # The reply to a Sleep or an Emit carries nothing; flows ignore it.
+                action = self._flow.send(cast(Response, reply))
         except StopIteration as stop:
             self.result = stop.value
             return None
+        self._sent = action if isinstance(action, PendingRequest) else None
+        return action
 
     def reply(self, response: Response | None) -> None:
         self._reply = response
 
     def fail(self, exc: BaseException) -> None:
         """Report that performing the last action raised ``exc`` (it is thrown into the flow)."""
-        self._error = TransportFailure.classify(exc) if isinstance(exc, httpx.HTTPError) else exc
+        if isinstance(exc, httpx.HTTPError):
+            self._error = TransportFailure.classify(exc, self._sent)
+        else:
+            self._error = exc
 
     def close(self) -> None:
         self._flow.close()
@@ -209,19 +222,23 @@ class TransportFailure(Exception):
     """Internal: a request got no response. Thrown into a flow; never reaches the caller."""
 
     def __init__(
-        self, kind: Literal["not-sent", "timeout", "broken"], cause: BaseException
+        self,
+        kind: Literal["not-sent", "timeout", "broken"],
+        cause: BaseException,
+        request: PendingRequest | None = None,
     ) -> None:
         self.kind = kind
         self.cause = cause
+        self.request = request  # the request that failed (a token request, say)
         super().__init__(kind)
 
     @classmethod
-    def classify(cls, exc: BaseException) -> TransportFailure:
+    def classify(cls, exc: BaseException, request: PendingRequest | None) -> TransportFailure:
         if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-            return cls("not-sent", exc)
+            return cls("not-sent", exc, request)
         if isinstance(exc, httpx.TimeoutException):
-            return cls("timeout", exc)
-        return cls("broken", exc)
+            return cls("timeout", exc, request)
+        return cls("broken", exc, request)
 
     def describe(self) -> str:
         what = {
@@ -234,8 +251,11 @@ class TransportFailure(Exception):
         return f"{what} ({name}: {detail})" if detail else f"{what} ({name})"
 
     def to_error(self, request: PendingRequest, attempts: int, policy: RetryPolicy) -> FhirError:
-        message = f"{request.label or request.method}: {request.method} "
-        message += f"{sanitize_url(request.url)}: {self.describe()}"
+        failed = self.request or request
+        message = f"{request.label or request.method}: "
+        if failed.url != request.url:
+            message += f"{failed.label or 'a preliminary request'}: "
+        message += f"{failed.method} {sanitize_url(failed.url)}: {self.describe()}"
         if not request.idempotent:
             message += (
                 f"; not retried: a {request.method} that is not idempotent may already have "
@@ -766,16 +786,6 @@ class PushResult:
         return sum(1 for e in self.entries if e.created)
 
 
-class MappingResultLike(Protocol):
-    """What ``fhir_plao.mapping.from_fhir`` returns (typed loosely: mapping is imported lazily)."""
-
-    @property
-    def case(self) -> Any: ...
-
-    @property
-    def unmapped(self) -> Sequence[tuple[str, str]]: ...
-
-
 def _local_ref(entry: Mapping[str, Any]) -> str | None:
     request = entry.get("request")
     url = request.get("url") if isinstance(request, dict) else None
@@ -841,6 +851,7 @@ def dedupe_resources(resources: Iterable[dict[str, Any]]) -> list[dict[str, Any]
 
 
 # Searches used to pull a patient when $everything is not there: type -> _include values.
+# Every type to_fhir writes must be here (a test round-trips the example case this way).
 PULL_SEARCHES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Observation", ()),
     ("Condition", ()),
@@ -850,15 +861,11 @@ PULL_SEARCHES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("DiagnosticReport", ("DiagnosticReport:result",)),
     ("ImagingStudy", ()),
     ("CarePlan", ()),
+    ("ClinicalImpression", ()),
     ("DeviceUseStatement", ("DeviceUseStatement:device",)),
     ("Encounter", ()),
 )
 _EVERYTHING_MISSING = frozenset({400, 404, 405, 501})
-
-
-def _mapping_module() -> Any:
-    # Imported lazily so the client works (and type-checks) without the mapping package.
-    return importlib.import_module("fhir_plao.mapping")
 
 
 # --------------------------------------------------------------------------- searching
@@ -1103,7 +1110,7 @@ class FhirProtocol:
         resource: Mapping[str, Any],
         *,
         if_none_exist: SearchParams | str | None = None,
-        prefer: str | None = "representation",
+        prefer: Prefer | None = "representation",
     ) -> Flow[WriteResult]:
         rtype = self._resource_type(resource)
         headers = self._prefer(prefer)
@@ -1138,7 +1145,7 @@ class FhirProtocol:
         resource: Mapping[str, Any],
         *,
         if_match: bool | str = True,
-        prefer: str | None = "representation",
+        prefer: Prefer | None = "representation",
     ) -> Flow[WriteResult]:
         rtype = self._resource_type(resource)
         rid = resource.get("id")
@@ -1167,7 +1174,7 @@ class FhirProtocol:
         resource: Mapping[str, Any],
         criteria: SearchParams | str,
         *,
-        prefer: str | None = "representation",
+        prefer: Prefer | None = "representation",
     ) -> Flow[WriteResult]:
         rtype = self._resource_type(resource)
         query = encode_params(criteria)
@@ -1345,11 +1352,12 @@ class FhirProtocol:
 
     # ----------------------------------------------------------------- the case
 
-    def push(self, case: Any) -> Flow[PushResult]:
+    def push(self, case: Case) -> Flow[PushResult]:
         """Send ``to_fhir(case)`` as one transaction; map each entry to its server id."""
-        mapping = _mapping_module()
+        from fhir_plao.mapping import to_fhir
+
         yield from self.capabilities()
-        bundle = mapping.to_fhir(case)
+        bundle = to_fhir(case)
         response = yield from self.transaction(bundle)
         result = push_result(bundle, response)
         log.info(
@@ -1360,12 +1368,13 @@ class FhirProtocol:
         )
         return result
 
-    def pull(self, patient_id: str) -> Flow[MappingResultLike]:
+    def pull(self, patient_id: str) -> Flow[MappingResult]:
         """Fetch the patient's resources and map them back with ``from_fhir``."""
+        from fhir_plao.mapping import from_fhir
+
         check_id(patient_id, "patient id")
-        mapping = _mapping_module()
         resources = yield from self.patient_resources(patient_id)
-        return cast(MappingResultLike, mapping.from_fhir(resources))
+        return from_fhir(resources)
 
     def patient_resources(self, patient_id: str) -> Flow[list[dict[str, Any]]]:
         """$everything when the server has it, else a read and searches by ``patient=``."""
@@ -1383,20 +1392,34 @@ class FhirProtocol:
                     raise
                 log.info("Patient/$everything answered %d; searching per type", exc.status)
                 collected = []
-            if collected:
+            if query.state.truncated:
+                log.warning("Patient/$everything was incomplete; searching per type instead")
+            elif collected:
+                # a server's Patient compartment may be narrower than HAPI's (SEKMET leaves out
+                # ClinicalImpression): search each type we read that $everything did not bring
+                seen = {r.get("resourceType") for r in collected}
+                missing = [(t, inc) for t, inc in PULL_SEARCHES if t not in seen]
+                yield from self._search_types(patient_id, missing, collected)
                 return dedupe_resources(collected)
         patient = yield from self.read("Patient", patient_id)
         collected = [patient]
-        for rtype, includes in PULL_SEARCHES:
-            params = [("patient", patient_id), *(("_include", inc) for inc in includes)]
-            yield from self.paged(
-                self.search_request(rtype, params),
-                Limits(),
-                SearchState(),
-                "resources",
-                collected.append,
-            )
+        yield from self._search_types(patient_id, PULL_SEARCHES, collected)
         return dedupe_resources(collected)
+
+    def _search_types(
+        self,
+        patient_id: str,
+        searches: Sequence[tuple[str, tuple[str, ...]]],
+        collected: list[dict[str, Any]],
+    ) -> Flow[None]:
+        """Every resource of each type that names the patient, with its includes, in full."""
+        for rtype, includes in searches:
+            params = [("patient", patient_id), *(("_include", inc) for inc in includes)]
+            request = self.search_request(rtype, params)
+            state = SearchState()
+            yield from self.paged(request, Limits(), state, "resources", collected.append)
+            if state.truncated:  # a case built from part of the data would look complete
+                raise UnexpectedResponse(f"{_request_head(request)}: {state.note}")
 
     # ----------------------------------------------------------------- helpers
 
@@ -1407,7 +1430,7 @@ class FhirProtocol:
         return check_type(resource["resourceType"])
 
     @staticmethod
-    def _prefer(prefer: str | None) -> dict[str, str]:
+    def _prefer(prefer: Prefer | None) -> dict[str, str]:
         if prefer is None:
             return {}
         if prefer not in ("representation", "minimal", "OperationOutcome"):

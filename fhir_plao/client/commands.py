@@ -15,21 +15,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import os
 import sys
 import tempfile
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from fhir_plao import jsonio
 from fhir_plao.client._core import Timeout
 from fhir_plao.client.auth import BearerAuth
 from fhir_plao.client.sync import FhirClient
 from fhir_plao.errors import FhirError, InputError, ValidationError
 
-__all__ = ["case_differences", "register", "run_pull", "run_push"]
+if TYPE_CHECKING:
+    from fhir_plao.case import Case
+
+__all__ = ["register", "run_pull", "run_push"]
 
 ENV_SERVER = "FHIR_SERVER_URL"
 ENV_TOKEN = "FHIR_TOKEN"
@@ -75,7 +75,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=Path,
         metavar="CASE.json",
         help="compare the pulled case with this one and print a round-trip verdict "
-        "(exit 0 identical, 1 different)",
+        "(exit 0 identical, 1 different); the order of list items is not compared, since "
+        "a server returns resources in an order of its own",
     )
     pull.add_argument(
         "--compare-decimals",
@@ -136,6 +137,7 @@ def run_push(args: argparse.Namespace) -> int:
 
 def run_pull(args: argparse.Namespace) -> int:
     from fhir_plao.case import case_to_json, load_case
+    from fhir_plao.compare import case_differences
 
     try:
         expected = load_case(args.expect) if args.expect is not None else None
@@ -150,14 +152,18 @@ def run_pull(args: argparse.Namespace) -> int:
             "pull", InputError(f"cannot write: {exc.strerror}", location=str(exc.filename))
         )
     unmapped = list(result.unmapped)
-    print(f"unmapped: {len(unmapped) or 'none'}", file=sys.stderr)
-    for path, reason in unmapped:
-        print(f"  {path}: {reason}", file=sys.stderr)
+    if unmapped:
+        print(f"fhir-plao pull: {len(unmapped)} element(s) not mapped:", file=sys.stderr)
+        for item in unmapped:
+            print(f"  {item}", file=sys.stderr)
     print(f"wrote {args.output}")
     if expected is None:
         return EXIT_OK
     differences = case_differences(
-        expected, result.case, numeric=args.compare_decimals == "numeric"
+        expected,
+        result.case,
+        ignore_order=True,
+        exact_decimals=args.compare_decimals == "exact",
     )
     if not differences:
         print("round-trip verdict: identical")
@@ -190,31 +196,24 @@ def _client(args: argparse.Namespace) -> FhirClient:
     return FhirClient(server, auth=BearerAuth(token) if token else None, timeout=timeout)
 
 
-def _validate(case: Any) -> None:
-    """Validate the case's Bundle with ``fhir_plao.validation.validate`` before sending it.
+def _validate(case: Case) -> None:
+    """Validate the case's Bundle against base R4 and the profiles; raise on any error."""
+    from fhir_plao.mapping import to_fhir
+    from fhir_plao.validation import ensure_valid, errors_in
 
-    Contract: ``validate(resource) -> Sequence[issue]``, each issue with a ``severity``
-    ("fatal", "error", "warning", "information") and a readable ``str()``.
-    """
     try:
-        validation = importlib.import_module("fhir_plao.validation")
-    except ModuleNotFoundError as exc:
-        if exc.name != "fhir_plao.validation":
-            raise
-        raise InputError(
-            "validation is not available in this installation; push with --no-validate "
-            "to send without it"
-        ) from None
-    bundle = importlib.import_module("fhir_plao.mapping").to_fhir(case)
-    issues = list(validation.validate(bundle))
-    errors = [i for i in issues if str(getattr(i, "severity", "error")) in ("fatal", "error")]
-    if errors:
-        listing = "\n".join(f"  {issue}" for issue in errors)
+        warnings = ensure_valid(to_fhir(case))
+    except ValidationError as exc:
+        errors = errors_in(exc.issues)
+        listing = "\n".join(f"  {issue}" for issue in errors[:50])
+        more = f"\n  ... and {len(errors) - 50} more" if len(errors) > 50 else ""
         raise ValidationError(
             f"the case's FHIR Bundle has {len(errors)} validation error(s); nothing was sent "
-            f"(--no-validate sends anyway):\n{listing}",
-            errors,
-        )
+            f"(--no-validate sends anyway):\n{listing}{more}",
+            exc.issues,
+        ) from None
+    if warnings:
+        print(f"fhir-plao push: validation: {len(warnings)} warning(s)", file=sys.stderr)
 
 
 def _fail(command: str, exc: FhirError) -> int:
@@ -236,70 +235,3 @@ def _write_atomically(path: Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-
-
-# --------------------------------------------------------------------------- comparing cases
-
-_MISSING = object()
-
-
-def case_differences(expected: Any, actual: Any, *, numeric: bool = False) -> list[str]:
-    """Where two cases differ, one line per difference (``comment`` is ignored: it is a note
-    about the file and is not sent to FHIR). Decimals are compared digit for digit unless
-    ``numeric``."""
-    out: list[str] = []
-    _diff(_plain(expected), _plain(actual), "", out, numeric)
-    return out
-
-
-def _plain(case: Any) -> Any:
-    return case.model_dump(mode="python", exclude={"comment"})
-
-
-def _diff(a: Any, b: Any, path: str, out: list[str], numeric: bool) -> None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in list(a) + [k for k in b if k not in a]:
-            _diff(a.get(key, _MISSING), b.get(key, _MISSING), _join(path, str(key)), out, numeric)
-        return
-    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        for i in range(max(len(a), len(b))):
-            _diff(
-                a[i] if i < len(a) else _MISSING,
-                b[i] if i < len(b) else _MISSING,
-                f"{path}[{i}]",
-                out,
-                numeric,
-            )
-        return
-    if not _same(a, b, numeric):
-        out.append(f"{path or '(case)'}: expected {_show(a)}, pulled {_show(b)}")
-
-
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
-
-
-def _same(a: Any, b: Any, numeric: bool) -> bool:
-    if numeric and _is_number(a) and _is_number(b):
-        return Decimal(str(a)) == Decimal(str(b))
-    if a is _MISSING or b is _MISSING:
-        return a is b
-    return _text(a) == _text(b)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | Decimal | float) and not isinstance(value, bool)
-
-
-def _text(value: Any) -> str:
-    try:
-        return jsonio.dumps(value, sort_keys=True)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def _show(value: Any) -> str:
-    if value is _MISSING:
-        return "nothing"
-    text = _text(value)
-    return text if len(text) <= 80 else text[:79] + "…"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import httpx
 
@@ -25,9 +25,9 @@ from fhir_plao.client._core import (
     Flow,
     FlowRunner,
     Limits,
-    MappingResultLike,
     PagedQuery,
     PendingRequest,
+    Prefer,
     PushResult,
     Response,
     RetryPolicy,
@@ -36,6 +36,10 @@ from fhir_plao.client._core import (
     Timeout,
     WriteResult,
 )
+
+if TYPE_CHECKING:
+    from fhir_plao.case import Case
+    from fhir_plao.mapping import MappingResult
 
 __all__ = ["FhirClient", "SearchResults"]
 
@@ -147,7 +151,7 @@ class FhirClient(ClientBase):
         resource: Mapping[str, Any],
         *,
         if_none_exist: SearchParams | str | None = None,
-        prefer: str | None = "representation",
+        prefer: Prefer | None = "representation",
     ) -> WriteResult:
         """POST a resource; with ``if_none_exist`` a conditional create (If-None-Exist)."""
         return self._run(
@@ -165,7 +169,7 @@ class FhirClient(ClientBase):
         resource: Mapping[str, Any],
         *,
         if_match: bool | str = True,
-        prefer: str | None = "representation",
+        prefer: Prefer | None = "representation",
     ) -> WriteResult:
         """PUT ``Type/id``. ``if_match=True`` sends If-Match from ``meta.versionId``."""
         return self._run(self._protocol.update(resource, if_match=if_match, prefer=prefer))
@@ -175,7 +179,7 @@ class FhirClient(ClientBase):
         resource: Mapping[str, Any],
         criteria: SearchParams | str,
         *,
-        prefer: str | None = "representation",
+        prefer: Prefer | None = "representation",
     ) -> WriteResult:
         """PUT ``Type?criteria``."""
         return self._run(self._protocol.conditional_update(resource, criteria, prefer=prefer))
@@ -231,11 +235,11 @@ class FhirClient(ClientBase):
         """How many resources match (``_summary=count``)."""
         return self._run(self._protocol.count(resource_type, params))
 
-    def push(self, case: Any) -> PushResult:
+    def push(self, case: Case) -> PushResult:
         """Send ``to_fhir(case)`` as one transaction; returns where each resource went."""
         return self._run(self._protocol.push(case))
 
-    def pull(self, patient_id: str) -> MappingResultLike:
+    def pull(self, patient_id: str) -> MappingResult:
         """Fetch the patient's resources and return ``from_fhir``'s case and unmapped report."""
         return self._run(self._protocol.pull(patient_id))
 

@@ -107,6 +107,7 @@ class _CaseBuilder:
         self.outcomes: list[dict[str, Any]] = []
         self.deliveries: dict[str, dict[str, Any]] = {}  # delivery procedure local -> delivery
         self.delivery_of: dict[str, str] = {}  # pregnancy local -> delivery procedure local
+        self.anaesthesia_of: dict[str, tuple[Reader, str]] = {}  # delivery local -> its anaesthesia
         self.consumed: set[int] = set()  # readers reported whole: no leftovers to list
         self.dxa_read: set[int] = set()  # DXA score Observations read with their report
 
@@ -177,7 +178,15 @@ def from_fhir(data: Any) -> MappingResult:
             b.not_mapped(r, exc)
     _group_loose_dxa_scores(b)
 
-    # deliveries join their pregnancies
+    # anaesthesias join their deliveries, deliveries their pregnancies (in any input order)
+    for parent, (anaesthesia, key) in b.anaesthesia_of.items():
+        if parent in b.deliveries:
+            b.deliveries[parent]["anaesthesia"] = key
+        else:
+            b.not_mapped(
+                anaesthesia,
+                anaesthesia.error(("partOf",), "an anaesthesia whose delivery was not mapped"),
+            )
     for _, preg in b.sections["pregnancies"]:
         delivery_local = b.delivery_of.get(preg["id"])
         if delivery_local is not None and delivery_local in b.deliveries:
@@ -252,10 +261,7 @@ def _read_one(b: _CaseBuilder, parsed: Parsed, report_of: dict[int, Parsed]) -> 
             b.delivery_of[parent] = local
         elif role == "anaesthesia":
             assert parent is not None
-            key = procedures.procedure_to_anaesthesia(r)
-            if parent not in b.deliveries:
-                raise r.error(("partOf",), "an anaesthesia whose delivery was not read first")
-            b.deliveries[parent]["anaesthesia"] = key
+            b.anaesthesia_of[parent] = (r, procedures.procedure_to_anaesthesia(r))
         else:
             b.add("care", r.where, procedures.procedure_to_care(r, local))
     elif rtype == "CarePlan":

@@ -12,7 +12,9 @@ Steps:
    at a closed local port, so nothing is fetched and nothing outside the repository is written;
 5. write each generated resource, pretty-printed, to ``profiles/<Type>-<id>.json`` (stale ones
    removed) and all of them as one collection Bundle to ``fhir_plao/data/plao-profiles.json``,
-   the copy the installed package validates against (element documentation left out).
+   the copy the installed package validates against (element documentation left out);
+6. ``build_core_rules.py``: write ``fhir_plao/data/r4-core-rules.json`` (base R4 required
+   bindings and invariants, from the same core package).
 
 ``--check`` builds into a temporary folder and compares instead of writing: exit 1 (and the list
 of differing files) when the committed JSON is not what the sources give.
@@ -43,6 +45,7 @@ CLOSED = "http://127.0.0.1:9"  # the discard port: any attempt to fetch fails at
 
 sys.path.insert(0, str(HERE))
 import build_core_package  # noqa: E402
+import build_core_rules  # noqa: E402
 import gen_valuesets  # noqa: E402
 
 
@@ -172,6 +175,7 @@ def build(check: bool = False) -> int:
     else:
         gen_valuesets.generate()
     build_core_package.build()
+    core_rules_fresh = build_core_rules.generate(check=check)
     with tempfile.TemporaryDirectory(prefix="plao-sushi-") as tmp:
         files = collect(run_sushi(Path(tmp)))
     if not files:
@@ -183,6 +187,8 @@ def build(check: bool = False) -> int:
         current_copy = PACKAGE_COPY.read_text("utf-8") if PACKAGE_COPY.is_file() else None
         if current_copy != bundle_text:
             stale.append(str(PACKAGE_COPY.relative_to(ROOT)))
+        if not core_rules_fresh:
+            stale.append(str(build_core_rules.OUTPUT.relative_to(ROOT)))
         for name in stale:
             print(f"stale: {name}", file=sys.stderr)
         if stale:

@@ -12,7 +12,8 @@ Medplum changed a few things in those bundles; they are put back to plain R4 her
 * reference targets to Medplum's own types (``https://medplum.com/...`` Bot, ClientApplication)
   are removed, as is the ``Subscription`` target Medplum added to ``AuditEvent.source.observer``;
 * definitions from later FHIR versions (``SubscriptionStatus`` 4.3.0, ``detectedissue-status``
-  5.0.0) are left out.
+  5.0.0) are left out, and ``DetectedIssue.status`` is bound again to R4's
+  ``observation-status`` instead of that 5.0.0 value set.
 
 Usage: ``python scripts/profiles/build_core_package.py [--force]`` (``build.py`` calls it).
 """
@@ -49,6 +50,10 @@ BUNDLES = (
 
 CORE_VERSION = "4.0.1"
 MEDPLUM_PREFIX = "https://medplum.com/"
+# Bindings Medplum moved to value sets of later versions (path -> the R4 4.0.1 value set).
+R4_BINDINGS = {
+    "DetectedIssue.status": "http://hl7.org/fhir/ValueSet/observation-status|4.0.1",
+}
 # Targets Medplum added to core elements (path -> extra target profiles).
 ADDED_TARGETS = {
     "AuditEvent.source.observer": {"http://hl7.org/fhir/StructureDefinition/Subscription"},
@@ -67,6 +72,10 @@ def _strip_targets(resource: dict[str, Any]) -> int:
     removed = 0
     for part in ("snapshot", "differential"):
         for element in resource.get(part, {}).get("element", []):
+            binding = element.get("binding")
+            r4_value_set = R4_BINDINGS.get(element.get("path", ""))
+            if r4_value_set and isinstance(binding, dict):
+                binding["valueSet"] = r4_value_set
             extra = ADDED_TARGETS.get(element.get("path", ""), set())
             for type_ in element.get("type", []):
                 targets = type_.get("targetProfile")
@@ -88,9 +97,13 @@ def _index_entry(filename: str, resource: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
+#: bump when the fix-ups above change, so an existing cache is rebuilt
+FIXUPS_VERSION = 2
+
+
 def _source_version() -> str:
     package = json.loads((DEFINITIONS / "package.json").read_text("utf-8"))
-    return f"{package['name']}@{package['version']}"
+    return f"{package['name']}@{package['version']} (fix-ups v{FIXUPS_VERSION})"
 
 
 def build(force: bool = False) -> Path:

@@ -71,8 +71,8 @@ def value_sets(table: dict[str, Any] | None = None) -> list[ValueSetSpec]:
             "PlaoVertebrae",
             "PLAO vertebrae",
             "Bone structures of single vertebrae (SNOMED CT), the body sites of a vertebral "
-            "fracture. Generated from the fhir-plao code table: only vertebrae whose code was verified in a "
-            "published source are included.",
+            "fracture. Generated from the fhir-plao code table: only vertebrae whose code was "
+            "verified in a published source are included.",
             tuple(of_kind("vertebra")),
         ),
         ValueSetSpec(

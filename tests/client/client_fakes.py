@@ -118,6 +118,17 @@ class Fhir:
 # --------------------------------------------------------------------------- stand-in mapping
 
 
+@dataclass(frozen=True)
+class Note:
+    """An unmapped element, printed as the real ``Unmapped`` is: ``path: reason``."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
 @dataclass
 class StandInMapping:
     """Replaces ``fhir_plao.mapping`` until the real one lands (respx tests only)."""
@@ -137,7 +148,7 @@ class StandInMapping:
             return types.SimpleNamespace(
                 case=self.make_case(self.received),
                 unmapped=[
-                    (f"{r['resourceType']}/{r.get('id')}", "not part of a PLAO case")
+                    Note(f"{r['resourceType']}/{r.get('id')}", "not part of a PLAO case")
                     for r in self.received
                     if r["resourceType"] == "Practitioner"
                 ],
@@ -184,3 +195,6 @@ def stand_in_bundle() -> dict[str, Any]:
             for i, r in enumerate((patient, bmd, z_score), start=1)
         ],
     }
+
+
+EXAMPLE_CASE = Path(__file__).resolve().parents[2] / "examples" / "plao-case.json"

@@ -69,7 +69,10 @@ async def test_retry_after_as_http_date_is_honoured(make_fhir, router, sleeps):
     now = 1_800_000_000.0
     when = email.utils.formatdate(now + 30, usegmt=True)
     router.get(url("Patient/p1")).mock(
-        side_effect=[httpx.Response(503, headers={"Retry-After": when}), fhir_response(200, PATIENT)]
+        side_effect=[
+            httpx.Response(503, headers={"Retry-After": when}),
+            fhir_response(200, PATIENT),
+        ]
     )
     fhir = make_fhir(clock=lambda: now)
 
@@ -174,7 +177,10 @@ async def test_connect_errors_past_the_limit_raise_a_transport_error(make_fhir, 
 
 async def test_conditional_create_is_retried_because_it_is_idempotent(make_fhir, router, sleeps):
     route = router.post(url("Patient")).mock(
-        side_effect=[httpx.Response(503), fhir_response(201, PATIENT, Location=url("Patient/p1/_history/1"))]
+        side_effect=[
+            httpx.Response(503),
+            fhir_response(201, PATIENT, Location=url("Patient/p1/_history/1")),
+        ]
     )
     fhir = make_fhir()
 
@@ -188,7 +194,12 @@ async def test_conditional_create_is_retried_because_it_is_idempotent(make_fhir,
 
 async def test_transaction_of_puts_is_retried(make_fhir, router, sleeps, stand_in_mapping):
     route = router.post(BASE).mock(
-        side_effect=[httpx.Response(504), fhir_response(200, {"resourceType": "Bundle", "type": "transaction-response", "entry": []})]
+        side_effect=[
+            httpx.Response(504),
+            fhir_response(
+                200, {"resourceType": "Bundle", "type": "transaction-response", "entry": []}
+            ),
+        ]
     )
     fhir = make_fhir()
 
@@ -236,7 +247,10 @@ def _three_pages(total: int) -> dict[str, dict[str, Any]]:
         },
     ]
     page2["link"] = [
-        {"relation": "next", "url": "?_getpages=678cd733&_getpagesoffset=6&_count=3&_bundletype=searchset"}
+        {
+            "relation": "next",
+            "url": "?_getpages=678cd733&_getpagesoffset=6&_count=3&_bundletype=searchset",
+        }
     ]
     page3 = searchset(
         [{"resourceType": "Patient", "id": "last-1"}, {"resourceType": "Patient", "id": "last-2"}],
@@ -393,7 +407,9 @@ async def test_foreign_link_followed_without_credentials_when_allowed(make_fhir,
     first = searchset([PATIENT], next_link="http://elsewhere.test/fhir?_getpages=x", total=2)
     home = router.get(url("Patient")).mock(return_value=fhir_response(200, first))
     foreign = router.get(url__startswith="http://elsewhere.test").mock(
-        return_value=fhir_response(200, searchset([{"resourceType": "Patient", "id": "p2"}], total=2))
+        return_value=fhir_response(
+            200, searchset([{"resourceType": "Patient", "id": "p2"}], total=2)
+        )
     )
     fhir = make_fhir(
         auth=BearerAuth("s3cret"), headers={"X-Api-Key": "k"}, follow_foreign_links=True
@@ -421,7 +437,9 @@ async def test_expired_paging_id_is_gone(make_fhir, router):
     first = searchset([PATIENT], next_link=f"{BASE}?_getpages=old&_getpagesoffset=1", total=2)
     router.get(url("Patient")).mock(return_value=fhir_response(200, first))
     router.get(BASE, params={"_getpages": "old"}).mock(
-        return_value=fhir_response(410, outcome("Search ID \"old\" does not exist and may have expired"))
+        return_value=fhir_response(
+            410, outcome('Search ID "old" does not exist and may have expired')
+        )
     )
     fhir = make_fhir()
 
@@ -431,7 +449,9 @@ async def test_expired_paging_id_is_gone(make_fhir, router):
 
 async def test_history_and_everything_are_paged_too(make_fhir, router):
     router.get(url("Patient/p1/_history")).mock(
-        return_value=fhir_response(200, {"resourceType": "Bundle", "type": "history", "entry": [{"resource": PATIENT}]})
+        return_value=fhir_response(
+            200, {"resourceType": "Bundle", "type": "history", "entry": [{"resource": PATIENT}]}
+        )
     )
     router.get(url("Patient/p1/$everything")).mock(
         return_value=fhir_response(200, searchset([PATIENT], total=1))
@@ -444,7 +464,9 @@ async def test_history_and_everything_are_paged_too(make_fhir, router):
 
 async def test_count_uses_summary_count(make_fhir, router):
     route = router.get(url("Observation")).mock(
-        return_value=fhir_response(200, {"resourceType": "Bundle", "type": "searchset", "total": 12})
+        return_value=fhir_response(
+            200, {"resourceType": "Bundle", "type": "searchset", "total": 12}
+        )
     )
     fhir = make_fhir()
 
@@ -551,7 +573,9 @@ async def test_html_502_page_gives_a_useful_message(make_fhir, router):
 async def test_truncated_json_success_body_is_a_transport_error(make_fhir, router):
     router.get(url("Patient/p1")).mock(
         return_value=httpx.Response(
-            200, content=b'{"resourceType": "Patient", "id": "p1", "name": [{"fam', headers={"Content-Type": FHIR_JSON}
+            200,
+            content=b'{"resourceType": "Patient", "id": "p1", "name": [{"fam',
+            headers={"Content-Type": FHIR_JSON},
         )
     )
     fhir = make_fhir()
@@ -566,7 +590,9 @@ async def test_truncated_json_success_body_is_a_transport_error(make_fhir, route
 async def test_truncated_json_error_body_keeps_status_and_excerpt(make_fhir, router):
     router.delete(url("Patient/p1")).mock(
         return_value=httpx.Response(
-            500, content=b'{"resourceType": "OperationOutcome", "issue": [{"sever', headers={"Content-Type": FHIR_JSON}
+            500,
+            content=b'{"resourceType": "OperationOutcome", "issue": [{"sever',
+            headers={"Content-Type": FHIR_JSON},
         )
     )
     fhir = make_fhir()
@@ -724,7 +750,7 @@ async def test_update_sends_if_match_from_meta_version(make_fhir, router):
 async def test_update_without_a_version_refuses_a_blind_overwrite(make_fhir, router):
     fhir = make_fhir()
 
-    with pytest.raises(InputError, match="no meta.versionId"):
+    with pytest.raises(InputError, match=r"no meta\.versionId"):
         await fhir.update({"resourceType": "Patient", "id": "p1"})
     assert router.calls.call_count == 0
 
@@ -770,7 +796,7 @@ async def test_batch_returns_the_response_bundle(make_fhir, router):
         "entry": [{"request": {"method": "GET", "url": "Patient/x"}}],
     }
     assert (await fhir.batch(bundle))["type"] == "batch-response"
-    with pytest.raises(InputError, match="Bundle.type 'transaction'"):
+    with pytest.raises(InputError, match=r"Bundle\.type 'transaction'"):
         await fhir.transaction(bundle)
 
 
@@ -857,7 +883,12 @@ async def test_push_maps_every_entry_to_its_server_id(make_fhir, router, stand_i
                 "resourceType": "Bundle",
                 "type": "transaction-response",
                 "entry": [
-                    {"response": {"status": "201 Created", "location": "Patient/plao-p1/_history/1"}},
+                    {
+                        "response": {
+                            "status": "201 Created",
+                            "location": "Patient/plao-p1/_history/1",
+                        }
+                    },
                     {
                         "response": {
                             "status": "200 OK",
@@ -911,16 +942,29 @@ async def test_pull_uses_everything_follows_paging_and_dedupes(make_fhir, router
     router.get(BASE, params={"_getpages": "e1"}).mock(
         return_value=fhir_response(200, searchset([obs, doctor], total=4))
     )
+    searched: list[str] = []
+
+    def nothing_more(request: httpx.Request) -> httpx.Response:
+        searched.append(request.url.path.rsplit("/", 1)[1])
+        return fhir_response(200, searchset([], total=0))
+
+    router.get(url__regex=rf"^{BASE}/[A-Z][A-Za-z]+\?patient=plao-p1").mock(side_effect=nothing_more)
     fhir = make_fhir()
 
     result = await fhir.pull("plao-p1")
+
+    # types the server's $everything did not bring are searched for (its compartment may be
+    # narrower than HAPI's); Observation came with $everything
+    from fhir_plao.client._core import PULL_SEARCHES
+
+    assert searched == [t for t, _ in PULL_SEARCHES if t != "Observation"]
 
     assert [(r["resourceType"], r["id"]) for r in stand_in_mapping.received] == [
         ("Patient", "p1"),
         ("Observation", "o1"),
         ("Practitioner", "dr1"),
     ]
-    assert result.unmapped == [("Practitioner/dr1", "not part of a PLAO case")]
+    assert [str(u) for u in result.unmapped] == ["Practitioner/dr1: not part of a PLAO case"]
 
 
 async def test_pull_falls_back_to_searches_when_everything_is_missing(
@@ -994,3 +1038,86 @@ async def test_pull_of_an_unknown_patient_is_not_found(make_fhir, router, stand_
 
     with pytest.raises(NotFound):
         await fhir.pull("nobody")
+
+
+async def test_pull_falls_back_when_everything_is_incomplete(make_fhir, router, stand_in_mapping):
+    router.get(url("metadata")).mock(return_value=fhir_response(200, capability_statement()))
+    router.get(url("Patient/p1/$everything")).mock(
+        return_value=fhir_response(200, searchset([PATIENT], total=40))  # 1 of 40, no next
+    )
+    read = router.get(url("Patient/p1")).mock(return_value=fhir_response(200, PATIENT))
+    router.get(url__regex=rf"^{BASE}/[A-Z][A-Za-z]+\?").mock(
+        return_value=fhir_response(200, searchset([], total=0))
+    )
+    fhir = make_fhir()
+
+    await fhir.pull("p1")
+
+    assert read.call_count == 1
+    assert stand_in_mapping.received == [PATIENT]
+
+
+async def test_pull_refuses_to_build_a_case_from_a_truncated_search(
+    make_fhir, router, stand_in_mapping
+):
+    router.get(url("metadata")).mock(return_value=fhir_response(200, capability_statement()))
+    router.get(url("Patient/p1/$everything")).mock(return_value=httpx.Response(404))
+    router.get(url("Patient/p1")).mock(return_value=fhir_response(200, PATIENT))
+    obs = {"resourceType": "Observation", "id": "o1"}
+    router.get(url__regex=rf"^{BASE}/[A-Z][A-Za-z]+\?").mock(
+        return_value=fhir_response(200, searchset([obs], total=9))  # 1 of 9, no next link
+    )
+    fhir = make_fhir()
+
+    with pytest.raises(UnexpectedResponse, match=r"total=9 .* results are incomplete"):
+        await fhir.pull("p1")
+    assert stand_in_mapping.received == []
+
+
+async def test_an_unreachable_token_endpoint_is_named_in_the_error(make_fhir, router, sleeps):
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from fhir_plao.client import SmartBackendAuth
+
+    router.post("http://auth.test/token").mock(side_effect=httpx.ConnectError("refused"))
+    resource = router.post(url("Observation")).mock(return_value=fhir_response(201, PATIENT))
+    auth = SmartBackendAuth(
+        "http://auth.test/token", "app", ec.generate_private_key(ec.SECP384R1()),
+        kid="k1", scope="system/*.cruds", alg="ES384",
+    )  # fmt: skip
+    fhir = make_fhir(auth=auth)
+
+    with pytest.raises(TransportError) as caught:
+        await fhir.create({"resourceType": "Observation"})
+
+    message = str(caught.value)
+    assert message.startswith(
+        "create Observation: SMART token request: POST http://auth.test/token"
+    )
+    assert "could not connect" in message
+    assert resource.call_count == 0
+
+
+async def test_an_injected_httpx_client_is_used_and_left_open(flavour, router):
+    from fhir_plao.client import AsyncFhirClient, FhirClient
+
+    route = router.get(url("Patient/p1")).mock(return_value=fhir_response(200, PATIENT))
+    transport = httpx.MockTransport(router.handler)
+    if flavour == "sync":
+        with httpx.Client(transport=transport, headers={"X-Via": "injected"}) as http:
+            with FhirClient(BASE, client=http) as fhir:
+                fhir.read("Patient", "p1")
+            assert not http.is_closed
+    else:
+        async with httpx.AsyncClient(transport=transport, headers={"X-Via": "injected"}) as http:
+            async with AsyncFhirClient(BASE, client=http) as afhir:
+                await afhir.read("Patient", "p1")
+            assert not http.is_closed
+    assert route.calls.last.request.headers["X-Via"] == "injected"
+
+
+def test_transport_and_client_together_are_refused() -> None:
+    from fhir_plao.client import FhirClient
+
+    with httpx.Client() as http, pytest.raises(InputError, match="not both"):
+        FhirClient(BASE, client=http, transport=httpx.MockTransport(lambda r: httpx.Response(200)))

@@ -1,0 +1,558 @@
+"""fhir_plao.validation on the example Bundle, its corruptions, and other input."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fhir.resources.R4B.operationoutcome import OperationOutcome
+
+from fhir_plao import jsonio
+from fhir_plao.errors import InputError, ValidationError
+from fhir_plao.validation import (
+    Issue,
+    Validator,
+    ensure_valid,
+    issues_to_operation_outcome,
+    validate,
+    validate_ndjson,
+    validate_text,
+)
+
+from ..conftest import SHARED_EXAMPLES
+from .conftest import PROFILE, entry_index
+
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+
+
+def errors(issues: list[Issue]) -> list[Issue]:
+    return [i for i in issues if i.severity == "error"]
+
+
+def has_rxnorm(resource: dict[str, Any]) -> bool:
+    return "rxnorm" in jsonio.dumps(resource.get("medicationCodeableConcept", {}))
+
+
+# --------------------------------------------------------------------------- valid input
+
+
+def test_example_bundle_has_no_errors(example_bundle: dict[str, Any]) -> None:
+    found = errors(validate(example_bundle))
+    assert found == [], "\n".join(map(str, found))
+
+
+def test_minimal_bundle_has_no_issues(minimal_bundle: dict[str, Any]) -> None:
+    assert validate(minimal_bundle) == []
+
+
+def test_every_profile_is_exercised_by_the_example(example_bundle: dict[str, Any]) -> None:
+    validator = Validator()
+    claimed = {
+        url
+        for e in example_bundle["entry"]
+        for url in e["resource"].get("meta", {}).get("profile", [])
+    }
+    assert claimed == set(validator.profile_urls)
+
+
+def test_validation_does_not_change_its_input(example_bundle: dict[str, Any]) -> None:
+    before = copy.deepcopy(example_bundle)
+    validate(example_bundle)
+    assert example_bundle == before
+    assert jsonio.dumps(example_bundle) == jsonio.dumps(before)  # decimals untouched
+
+
+def test_a_single_resource_validates_outside_a_bundle(minimal_bundle: dict[str, Any]) -> None:
+    i = entry_index(minimal_bundle, "plao-dxa-score")
+    issues = validate(minimal_bundle["entry"][i]["resource"])
+    assert errors(issues) == []
+    # its urn:uuid subject cannot be resolved without the Bundle: said, not an error
+    assert [(x.severity, x.path, x.rule) for x in issues] == [
+        ("warning", "Observation.subject.reference", "reference")
+    ]
+
+
+# --------------------------------------------------------------------------- corruptions
+
+
+@dataclass(frozen=True)
+class Corruption:
+    name: str
+    profile: str | None  # the profile of the entry to corrupt (None: by rtype)
+    change: Callable[[dict[str, Any], dict[str, Any]], None]  # (entry, bundle)
+    path: str  # expected error path below Bundle.entry[i]
+    rule: str  # expected rule (prefix)
+    rtype: str | None = None
+    where: Callable[[dict[str, Any]], bool] = lambda r: True
+
+
+def _set(path: list[str | int], value: Any) -> Callable[[dict[str, Any], dict[str, Any]], None]:
+    def change(entry: dict[str, Any], _bundle: dict[str, Any]) -> None:
+        node: Any = entry["resource"]
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = value
+
+    return change
+
+
+def _drop(path: list[str | int]) -> Callable[[dict[str, Any], dict[str, Any]], None]:
+    def change(entry: dict[str, Any], _bundle: dict[str, Any]) -> None:
+        node: Any = entry["resource"]
+        for part in path[:-1]:
+            node = node[part]
+        del node[path[-1]]
+
+    return change
+
+
+def _point_evidence_at_an_observation(entry: dict[str, Any], bundle: dict[str, Any]) -> None:
+    dxa = bundle["entry"][entry_index(bundle, "plao-dxa-score")]
+    entry["resource"]["evidence"][0]["detail"][0]["reference"] = dxa["fullUrl"]
+
+
+def _duplicate_full_url(entry: dict[str, Any], bundle: dict[str, Any]) -> None:
+    entry["fullUrl"] = bundle["entry"][0]["fullUrl"]
+
+
+def _mismatch_request_url(entry: dict[str, Any], _bundle: dict[str, Any]) -> None:
+    entry["request"]["url"] = "Observation/plao-somebody-else"
+
+
+def _atc_only(entry: dict[str, Any], _bundle: dict[str, Any]) -> None:
+    cc = entry["resource"]["medicationCodeableConcept"]
+    cc["coding"] = [c for c in cc["coding"] if "rxnorm" not in c["system"]]
+    cc["coding"].append({"system": SNOMED, "code": "108537001"})
+
+
+def _is_t_score(resource: dict[str, Any]) -> bool:
+    return resource["code"]["coding"][0]["code"] == "38267-1"
+
+
+def _has_value(resource: dict[str, Any]) -> bool:
+    return "valueQuantity" in resource
+
+
+NOT_A_VERTEBRA = "122496007"  # lumbar vertebral column: in the code table, not a single vertebra
+
+CORRUPTIONS = [
+    Corruption(
+        "dxa score without value",
+        "plao-dxa-score",
+        _drop(["valueQuantity"]),
+        "valueQuantity",
+        "cardinality",
+    ),
+    Corruption(
+        "dxa score without effective date",
+        "plao-dxa-score",
+        _drop(["effectiveDateTime"]),
+        "effectiveDateTime",
+        "cardinality",
+    ),
+    Corruption(
+        "fracture without bodySite",
+        "plao-vertebral-fracture",
+        _drop(["bodySite"]),
+        "bodySite",
+        "cardinality",
+    ),
+    Corruption(
+        "fracture bodySite outside the vertebra value set",
+        "plao-vertebral-fracture",
+        _set(["bodySite", 0, "coding", 0, "code"], NOT_A_VERTEBRA),
+        "bodySite[0]",
+        "binding",
+    ),
+    Corruption(
+        "lab result without unit",
+        "plao-lab-result",
+        _drop(["valueQuantity", "unit"]),
+        "valueQuantity.unit",
+        "cardinality",
+        where=_has_value,
+    ),
+    Corruption(
+        "lab result with a non-UCUM unit system",
+        "plao-lab-result",
+        _set(["valueQuantity", "system"], "http://example.org/units"),
+        "valueQuantity.system",
+        "pattern",
+        where=_has_value,
+    ),
+    Corruption(
+        "wrong LOINC for a T-score (serum phosphate)",
+        "plao-dxa-score",
+        _set(["code", "coding", 0, "code"], "2777-1"),
+        "code",
+        "binding",
+        where=_is_t_score,
+    ),
+    Corruption(
+        "T-score given in g/cm2",
+        "plao-dxa-score",
+        _set(["valueQuantity", "code"], "g/cm2"),
+        "",
+        "invariant:plao-dxa-2",
+        where=_is_t_score,
+    ),
+    Corruption(
+        "medication statement without timing",
+        "plao-medication-statement",
+        _drop(["dosage", 0, "timing"]),
+        "dosage[0].timing",
+        "cardinality",
+        where=has_rxnorm,
+    ),
+    Corruption(
+        "medication statement without dose",
+        "plao-medication-statement",
+        _drop(["dosage", 0, "doseAndRate"]),
+        "dosage[0].doseAndRate",
+        "cardinality",
+        where=has_rxnorm,
+    ),
+    Corruption(
+        "medication coded without RxNorm",
+        "plao-medication-statement",
+        _atc_only,
+        "medicationCodeableConcept",
+        "invariant:plao-med-1",
+        where=has_rxnorm,
+    ),
+    Corruption(
+        "broken reference",
+        "plao-dxa-score",
+        _set(["subject", "reference"], "urn:uuid:6f1c1a0e-0000-4000-8000-000000000000"),
+        "subject.reference",
+        "reference",
+    ),
+    Corruption(
+        "invalid calendar date",
+        "plao-dxa-score",
+        _set(["effectiveDateTime"], "2023-02-30"),
+        "effectiveDateTime",
+        "structure",
+    ),
+    Corruption(
+        "missing status",
+        "plao-lab-result",
+        _drop(["status"]),
+        "status",
+        "cardinality",
+    ),
+    Corruption(
+        "missing status on a resource without profile",
+        None,
+        _drop(["status"]),
+        "status",
+        "cardinality",
+        rtype="Procedure",
+    ),
+    Corruption(
+        "status code that R4 does not define",
+        None,
+        _set(["status"], "done"),
+        "status",
+        "binding",
+        rtype="Procedure",
+    ),
+    Corruption(
+        "condition clinical status outside its value set",
+        "plao-vertebral-fracture",
+        _set(["clinicalStatus", "coding", 0, "code"], "healed"),
+        "clinicalStatus",
+        "binding",
+    ),
+    Corruption(
+        "period that ends before it starts",
+        "plao-medication-statement",
+        _set(["effectivePeriod"], {"start": "2025-05-13", "end": "2023-05-15"}),
+        "effectivePeriod",
+        "invariant:per-1",
+        where=has_rxnorm,
+    ),
+    Corruption(
+        "reference range without bounds or text",
+        "plao-lab-result",
+        _set(["referenceRange"], [{"appliesTo": [{"text": "adults"}]}]),
+        "referenceRange[0]",
+        "invariant:obs-3",
+        where=_has_value,
+    ),
+    Corruption(
+        "wrong fixed category",
+        "plao-dxa-score",
+        _set(["category", 0, "coding", 0, "code"], "laboratory"),
+        "category",
+        "slice",
+    ),
+    Corruption(
+        "dxa report with another code",
+        "plao-dxa-report",
+        _set(["code", "coding", 0, "code"], "24701-5"),
+        "code",
+        "pattern",
+    ),
+    Corruption(
+        "dxa report without results",
+        "plao-dxa-report",
+        _drop(["result"]),
+        "result",
+        "cardinality",
+    ),
+    Corruption(
+        "fracture evidence that is not a report",
+        "plao-vertebral-fracture",
+        _point_evidence_at_an_observation,
+        "evidence[0].detail[0].reference",
+        "reference",
+    ),
+    Corruption(
+        "diagnosis without verification status",
+        "plao-diagnosis",
+        _drop(["verificationStatus"]),
+        "verificationStatus",
+        "cardinality",
+    ),
+    Corruption(
+        "patient without gender",
+        "plao-patient",
+        _drop(["gender"]),
+        "gender",
+        "cardinality",
+    ),
+    Corruption(
+        "vital sign as a string",
+        "plao-vital-signs",
+        lambda e, _b: e["resource"].update(valueString=str(e["resource"].pop("valueQuantity"))),
+        "valueString",
+        "type",
+    ),
+    Corruption(
+        "misspelled element",
+        "plao-dxa-score",
+        lambda e, _b: e["resource"]["valueQuantity"].update(unitt="1"),
+        "valueQuantity.unitt",
+        "structure",
+    ),
+    Corruption(
+        "empty array",
+        "plao-dxa-score",
+        _set(["identifier"], []),
+        "identifier",
+        "structure",
+    ),
+]
+
+
+def _corrupt(bundle: dict[str, Any], corruption: Corruption) -> int:
+    i = entry_index(bundle, corruption.profile, rtype=corruption.rtype, where=corruption.where)
+    corruption.change(bundle["entry"][i], bundle)
+    return i
+
+
+@pytest.mark.parametrize("corruption", CORRUPTIONS, ids=lambda c: c.name)
+def test_each_corruption_gives_an_error_at_its_path(
+    example_bundle: dict[str, Any], corruption: Corruption
+) -> None:
+    before = {(x.path, x.message) for x in errors(validate(example_bundle))}
+    i = _corrupt(example_bundle, corruption)
+    after = errors(validate(example_bundle))
+    new = [x for x in after if (x.path, x.message) not in before]
+    expected = f"Bundle.entry[{i}].resource" + (f".{corruption.path}" if corruption.path else "")
+    assert any(x.path == expected and x.rule.startswith(corruption.rule) for x in new), (
+        f"expected a {corruption.rule} error at {expected}; new errors:\n"
+        + "\n".join(f"{x} ({x.rule})" for x in new)
+    )
+
+
+@pytest.mark.parametrize("corruption", CORRUPTIONS, ids=lambda c: c.name)
+def test_each_corruption_is_found_in_the_minimal_bundle_too(
+    minimal_bundle: dict[str, Any], corruption: Corruption
+) -> None:
+    i = _corrupt(minimal_bundle, corruption)
+    expected = f"Bundle.entry[{i}].resource" + (f".{corruption.path}" if corruption.path else "")
+    assert any(x.path == expected for x in errors(validate(minimal_bundle)))
+
+
+def test_bundle_level_errors(minimal_bundle: dict[str, Any]) -> None:
+    i = entry_index(minimal_bundle, "plao-dxa-score")
+    _duplicate_full_url(minimal_bundle["entry"][i], minimal_bundle)
+    _mismatch_request_url(minimal_bundle["entry"][i], minimal_bundle)
+    del minimal_bundle["entry"][1]["request"]
+    found = {(x.path, x.rule) for x in errors(validate(minimal_bundle))}
+    assert (f"Bundle.entry[{i}].fullUrl", "invariant:bdl-7") in found
+    assert (f"Bundle.entry[{i}].request.url", "bundle") in found
+    assert ("Bundle.entry[1].request", "invariant:bdl-3") in found
+
+
+def test_relative_reference_outside_the_bundle_is_a_warning(
+    minimal_bundle: dict[str, Any],
+) -> None:
+    i = entry_index(minimal_bundle, "plao-dxa-score")
+    minimal_bundle["entry"][i]["resource"]["subject"]["reference"] = "Patient/elsewhere"
+    issues = validate(minimal_bundle)
+    assert errors(issues) == []
+    assert [(x.severity, x.path) for x in issues] == [
+        ("warning", f"Bundle.entry[{i}].resource.subject.reference")
+    ]
+
+
+def test_relative_reference_inside_the_bundle_resolves(minimal_bundle: dict[str, Any]) -> None:
+    patient = minimal_bundle["entry"][0]["resource"]
+    i = entry_index(minimal_bundle, "plao-dxa-score")
+    minimal_bundle["entry"][i]["resource"]["subject"]["reference"] = f"Patient/{patient['id']}"
+    assert validate(minimal_bundle) == []
+
+
+def test_reference_to_the_wrong_resource_type(minimal_bundle: dict[str, Any]) -> None:
+    i = entry_index(minimal_bundle, "plao-dxa-report")
+    fracture = minimal_bundle["entry"][entry_index(minimal_bundle, "plao-vertebral-fracture")]
+    minimal_bundle["entry"][i]["resource"]["result"][0]["reference"] = fracture["fullUrl"]
+    found = errors(validate(minimal_bundle))
+    assert [x.path for x in found] == [f"Bundle.entry[{i}].resource.result[0].reference"]
+    assert "must refer to a Observation" in found[0].message
+
+
+def test_unknown_profile_is_a_warning_and_base_r4_still_applies(
+    minimal_bundle: dict[str, Any],
+) -> None:
+    i = entry_index(minimal_bundle, "plao-dxa-score")
+    resource = minimal_bundle["entry"][i]["resource"]
+    resource["meta"]["profile"] = ["http://example.org/StructureDefinition/unknown"]
+    resource["status"] = 7
+    issues = validate(minimal_bundle)
+    assert (
+        "warning",
+        f"Bundle.entry[{i}].resource.meta.profile[0]",
+    ) in {(x.severity, x.path) for x in issues}
+    assert [x.path for x in errors(issues)] == [f"Bundle.entry[{i}].resource.status"]
+
+
+def test_profile_of_another_resource_type_is_an_error(minimal_bundle: dict[str, Any]) -> None:
+    i = entry_index(minimal_bundle, "plao-vertebral-fracture")
+    resource = minimal_bundle["entry"][i]["resource"]
+    resource["meta"]["profile"] = [PROFILE + "plao-dxa-score"]
+    found = errors(validate(minimal_bundle))
+    assert [(x.path, x.rule) for x in found] == [
+        (f"Bundle.entry[{i}].resource.meta.profile[0]", "profile")
+    ]
+
+
+def test_text_only_lab_and_medication_fit_their_profiles(minimal_bundle: dict[str, Any]) -> None:
+    lab = minimal_bundle["entry"][entry_index(minimal_bundle, "plao-lab-result")]["resource"]
+    lab["code"] = {"text": "Tumour markers"}
+    med = minimal_bundle["entry"][entry_index(minimal_bundle, "plao-medication-statement")]
+    med["resource"]["medicationCodeableConcept"] = {
+        "coding": [{"system": "http://www.whocc.no/atc", "code": "M01A"}],
+        "text": "Non-steroidal anti-inflammatory drug",
+    }
+    assert validate(minimal_bundle) == []
+
+
+def test_issue_messages_say_what_to_do(example_bundle: dict[str, Any]) -> None:
+    i = entry_index(example_bundle, "plao-vertebral-fracture")
+    example_bundle["entry"][i]["resource"]["bodySite"][0]["coding"][0]["code"] = NOT_A_VERTEBRA
+    (issue,) = [x for x in errors(validate(example_bundle)) if x.rule == "binding"]
+    assert NOT_A_VERTEBRA in issue.message
+    assert "plao-vertebrae" in issue.message
+    assert "allowed:" in issue.message
+    assert str(issue).startswith(f"error Bundle.entry[{i}].resource.bodySite[0]: ")
+
+
+# --------------------------------------------------------------------------- documents
+
+
+def test_ndjson_issues_carry_their_line(minimal_bundle: dict[str, Any]) -> None:
+    resources = [e["resource"] for e in minimal_bundle["entry"][:3]]
+    resources[1] = dict(resources[1])
+    resources[1].pop("status")
+    lines = [jsonio.dumps(r) for r in resources] + ["", "{not json"]
+    issues = validate_ndjson(lines)
+    found = {(x.source, x.path, x.severity) for x in errors(issues)}
+    assert ("line 2", "Procedure.status", "error") in found
+    assert ("line 5", "$", "error") in found
+    assert all(x.source for x in issues)
+
+
+def test_validate_text_reads_resource_bundle_and_ndjson(minimal_bundle: dict[str, Any]) -> None:
+    assert validate_text(jsonio.dumps(minimal_bundle)) == []
+    text = "\n".join(jsonio.dumps(e["resource"]) for e in minimal_bundle["entry"])
+    issues = validate_text(text.encode())
+    assert errors(issues) == []
+    with pytest.raises(InputError):
+        validate_text(b"this is not json\nnor this\n")
+    with pytest.raises(InputError):
+        validate_text(b'{"no": "resourceType"}')
+    with pytest.raises(InputError):
+        validate_text(b"\xff\xfe\x00")
+
+
+def test_ensure_valid_raises_with_every_issue(minimal_bundle: dict[str, Any]) -> None:
+    assert ensure_valid(minimal_bundle) == []
+    i = entry_index(minimal_bundle, "plao-dxa-score")
+    del minimal_bundle["entry"][i]["resource"]["valueQuantity"]
+    with pytest.raises(ValidationError) as caught:
+        ensure_valid(minimal_bundle)
+    assert f"Bundle.entry[{i}].resource.valueQuantity" in str(caught.value)
+    assert any(isinstance(x, Issue) for x in caught.value.issues)
+
+
+def test_issues_as_operation_outcome(example_bundle: dict[str, Any]) -> None:
+    i = entry_index(example_bundle, "plao-dxa-score")
+    del example_bundle["entry"][i]["resource"]["bodySite"]
+    outcome = issues_to_operation_outcome(validate(example_bundle))
+    OperationOutcome.model_validate(outcome)
+    assert any(
+        x["expression"] == [f"Bundle.entry[{i}].resource.bodySite"] for x in outcome["issue"]
+    )
+    OperationOutcome.model_validate(issues_to_operation_outcome([]))
+
+
+def test_base_r4_rules_cover_what_fhir_resources_does_not(minimal_bundle: dict[str, Any]) -> None:
+    """Required bindings and invariants of base R4 on resources without a profile."""
+    i = entry_index(minimal_bundle, rtype="Procedure")
+    procedure = minimal_bundle["entry"][i]["resource"]
+    procedure["performedRange"] = {
+        "low": {"value": 5, "unit": "a", "system": "http://unitsofmeasure.org", "code": "a"},
+        "high": {"value": 2, "unit": "a", "system": "http://unitsofmeasure.org", "code": "a"},
+    }
+    del procedure["performedDateTime"]
+    procedure["note"] = [{"text": "x", "authorReference": {"reference": "#nobody"}}]
+    minimal_bundle["entry"][i]["request"]["method"] = "PATCHED"
+    found = {(x.path, x.rule) for x in errors(validate(minimal_bundle))}
+    where = f"Bundle.entry[{i}]"
+    assert (f"{where}.resource.performedRange", "invariant:rng-2") in found
+    assert (f"{where}.resource.note[0].authorReference.reference", "reference") in found
+    assert (f"{where}.request.method", "binding") in found
+
+
+def test_profiles_and_invariants_are_compiled_once() -> None:
+    from fhir_plao._validation.conformance import load_conformance
+
+    assert load_conformance() is load_conformance()
+    assert Validator().conformance is Validator().conformance
+
+
+SHARED_FILES = sorted(SHARED_EXAMPLES.glob("**/*.json")) if SHARED_EXAMPLES.is_dir() else []
+
+
+@pytest.mark.skipif(not SHARED_FILES, reason="shared/fhir-examples is not beside the repository")
+@pytest.mark.parametrize("path", SHARED_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_foreign_fhir_is_validated_without_crashing(path: Path) -> None:
+    """FHIR written by others (spec, IGs, Synthea, HAPI): issues, never an exception."""
+    data = jsonio.loads(path.read_bytes())
+    issues = validate(data)
+    root = data["resourceType"]
+    for issue in issues:
+        assert issue.severity in ("error", "warning", "information")
+        assert issue.path.startswith(root), issue
+        assert issue.message
+    if path.parent.name == "spec-examples" and root != "Bundle":
+        assert errors(issues) == [], "\n".join(map(str, issues))
