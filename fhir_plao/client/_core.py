@@ -1412,14 +1412,31 @@ class FhirProtocol:
         searches: Sequence[tuple[str, tuple[str, ...]]],
         collected: list[dict[str, Any]],
     ) -> Flow[None]:
-        """Every resource of each type that names the patient, with its includes, in full."""
+        """Every resource of each type that names the patient, with its includes, in full.
+
+        The searches are strict (``Prefer: handling=strict``): a server that ignores a parameter
+        it does not know would otherwise answer with every patient's resources. ``subject`` is
+        tried first, then ``patient`` (R4 defines one or both per type; servers differ).
+        """
         for rtype, includes in searches:
-            params = [("patient", patient_id), *(("_include", inc) for inc in includes)]
-            request = self.search_request(rtype, params)
-            state = SearchState()
-            yield from self.paged(request, Limits(), state, "resources", collected.append)
-            if state.truncated:  # a case built from part of the data would look complete
-                raise UnexpectedResponse(f"{_request_head(request)}: {state.note}")
+            for name, value in (("subject", f"Patient/{patient_id}"), ("patient", patient_id)):
+                params = [(name, value), *(("_include", inc) for inc in includes)]
+                request = self.search_request(rtype, params).with_header(
+                    "Prefer", "handling=strict"
+                )
+                state = SearchState()
+                found: list[dict[str, Any]] = []
+                try:
+                    yield from self.paged(request, Limits(), state, "resources", found.append)
+                except ServerError as exc:
+                    if exc.status != 400 or name == "patient":
+                        raise
+                    log.info("search %s by subject refused (%d); by patient", rtype, exc.status)
+                    continue
+                if state.truncated:  # a case built from part of the data would look complete
+                    raise UnexpectedResponse(f"{_request_head(request)}: {state.note}")
+                collected.extend(found)
+                break
 
     # ----------------------------------------------------------------- helpers
 

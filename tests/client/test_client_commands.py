@@ -47,7 +47,7 @@ def server() -> Iterator[respx.MockRouter]:
     with respx.mock(assert_all_called=False) as mock:
         mock.get(url("metadata")).mock(return_value=fhir_response(200, capability_statement()))
         # the per-type searches that follow $everything find nothing more
-        mock.get(url__regex=rf"^{BASE}/[A-Z][A-Za-z]+\?patient=").mock(
+        mock.get(url__regex=rf"^{BASE}/[A-Z][A-Za-z]+\?subject=Patient/").mock(
             return_value=fhir_response(200, searchset([], total=0))
         )
         yield mock

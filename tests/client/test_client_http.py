@@ -948,7 +948,9 @@ async def test_pull_uses_everything_follows_paging_and_dedupes(make_fhir, router
         searched.append(request.url.path.rsplit("/", 1)[1])
         return fhir_response(200, searchset([], total=0))
 
-    router.get(url__regex=rf"^{BASE}/[A-Z][A-Za-z]+\?patient=plao-p1").mock(side_effect=nothing_more)
+    router.get(url__regex=rf"^{BASE}/[A-Z][A-Za-z]+\?subject=Patient/plao-p1").mock(
+        side_effect=nothing_more
+    )
     fhir = make_fhir()
 
     result = await fhir.pull("plao-p1")
@@ -1002,8 +1004,10 @@ async def test_pull_falls_back_to_searches_when_everything_is_missing(
         ("MedicationStatement", "ms1"),
         ("Medication", "m1"),
     ]
-    assert "Observation?patient=p1" in searched
-    assert "MedicationStatement?patient=p1&_include=MedicationStatement:medication" in searched
+    assert "Observation?subject=Patient/p1" in searched
+    assert (
+        "MedicationStatement?subject=Patient/p1&_include=MedicationStatement:medication" in searched
+    )
 
 
 async def test_pull_skips_everything_when_the_server_lists_operations_without_it(
@@ -1121,3 +1125,36 @@ def test_transport_and_client_together_are_refused() -> None:
 
     with httpx.Client() as http, pytest.raises(InputError, match="not both"):
         FhirClient(BASE, client=http, transport=httpx.MockTransport(lambda r: httpx.Response(200)))
+
+
+async def test_patient_searches_are_strict_and_fall_back_from_subject_to_patient(
+    make_fhir, router, stand_in_mapping
+):
+    """A server that ignores an unknown parameter would return every patient's resources:
+    the searches ask for strict handling, and a type that refuses ``subject`` is asked by
+    ``patient``."""
+    router.get(url("metadata")).mock(return_value=fhir_response(200, capability_statement()))
+    router.get(url("Patient/p1/$everything")).mock(
+        return_value=fhir_response(200, searchset([PATIENT], total=1))
+    )
+    asked: list[tuple[str, str | None]] = []
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        rtype = request.url.path.rsplit("/", 1)[1]
+        asked.append((f"{rtype}?{request.url.query.decode()}", request.headers.get("prefer")))
+        if rtype == "ClinicalImpression" and "subject=" in request.url.query.decode():
+            return fhir_response(400, outcome("Unknown search parameter 'subject'"))
+        return fhir_response(200, searchset([], total=0))
+
+    router.get(url__regex=rf"^{BASE}/[A-Z][A-Za-z]+\?").mock(side_effect=serve)
+    fhir = make_fhir()
+
+    await fhir.pull("p1")
+
+    assert all(prefer == "handling=strict" for _, prefer in asked)
+    queries = [q for q, _ in asked]
+    assert "ClinicalImpression?subject=Patient/p1" in queries
+    assert "ClinicalImpression?patient=p1" in queries
+    assert queries.index("ClinicalImpression?patient=p1") == (
+        queries.index("ClinicalImpression?subject=Patient/p1") + 1
+    )

@@ -248,10 +248,11 @@ class _Ids:
         return value
 
 
-def _subset(draw: Draw[Any], pool: Sequence[str], max_size: int = 2) -> tuple[str, ...]:
+def _subset(draw: Draw[Any], pool: Sequence[str], max_size: int = 2, unique: bool = False) -> tuple[str, ...]:
+    """Some of ``pool`` (a reference may name one item twice: the model allows it)."""
     if not pool:
         return ()
-    return tuple(draw(st.lists(st.sampled_from(list(pool)), max_size=max_size, unique=True)))
+    return tuple(draw(st.lists(st.sampled_from(list(pool)), max_size=max_size, unique=unique)))
 
 
 # --------------------------------------------------------------------------- models
@@ -314,7 +315,7 @@ def cases(draw: Draw[Any], *, fhir_valid: bool = False, max_items: int = 2) -> C
             )
         )
     lactations = []
-    for pregnancy in _subset(draw, [p.id for p in pregnancies]):
+    for pregnancy in _subset(draw, [p.id for p in pregnancies], unique=True):
         which = draw(st.sampled_from(("both", "start", "stopped")))
         lactations.append(
             Lactation(
