@@ -699,6 +699,36 @@ def everything_advertised(statement: Mapping[str, Any]) -> bool | None:
     return False if listed else None
 
 
+def patient_search_params(statement: Mapping[str, Any], resource_type: str) -> tuple[str, ...]:
+    """The parameters by which to search ``resource_type`` for one patient's resources.
+
+    From the CapabilityStatement when it lists the type's search parameters: ``subject`` and/or
+    ``patient`` (in that order), or none when the server lists the type without them or does
+    not list the type among the resources it serves. Without such a listing, both are tried.
+    """
+    listed_types: dict[str, set[str] | None] = {}
+    for rest in statement.get("rest") or []:
+        if not isinstance(rest, dict):
+            continue
+        for res in rest.get("resource") or []:
+            if isinstance(res, dict) and isinstance(res.get("type"), str):
+                params = res.get("searchParam")
+                names = (
+                    {p.get("name") for p in params if isinstance(p, dict)}
+                    if isinstance(params, list)
+                    else None
+                )
+                listed_types[res["type"]] = names
+    if not listed_types:
+        return ("subject", "patient")
+    if resource_type not in listed_types:
+        return ()
+    names = listed_types[resource_type]
+    if names is None:
+        return ("subject", "patient")
+    return tuple(n for n in ("subject", "patient") if n in names)
+
+
 def _is_everything(op: Mapping[str, Any]) -> bool:
     name = str(op.get("name", "")).lstrip("$")
     return name == "everything" or str(op.get("definition", "")).endswith("Patient-everything")
@@ -1418,8 +1448,18 @@ class FhirProtocol:
         it does not know would otherwise answer with every patient's resources. ``subject`` is
         tried first, then ``patient`` (R4 defines one or both per type; servers differ).
         """
+        statement = yield from self.capabilities()
         for rtype, includes in searches:
-            for name, value in (("subject", f"Patient/{patient_id}"), ("patient", patient_id)):
+            names = patient_search_params(statement, rtype)
+            if not names:
+                log.warning(
+                    "%s cannot be searched by patient on this server (its CapabilityStatement "
+                    "says so): such resources are not pulled",
+                    rtype,
+                )
+                continue
+            for name in names:
+                value = f"Patient/{patient_id}" if name == "subject" else patient_id
                 params = [(name, value), *(("_include", inc) for inc in includes)]
                 request = self.search_request(rtype, params).with_header(
                     "Prefer", "handling=strict"
@@ -1429,7 +1469,7 @@ class FhirProtocol:
                 try:
                     yield from self.paged(request, Limits(), state, "resources", found.append)
                 except ServerError as exc:
-                    if exc.status != 400 or name == "patient":
+                    if exc.status != 400 or name == names[-1]:
                         raise
                     log.info("search %s by subject refused (%d); by patient", rtype, exc.status)
                     continue

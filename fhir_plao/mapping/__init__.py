@@ -67,7 +67,7 @@ def to_fhir(case: Case) -> JSON:
     procedures.follow_up_to_care_plan(w)
     if case.follow_up is not None:
         for n, outcome in enumerate(case.follow_up.outcomes):
-            procedures.outcome_to_impression(w, n, outcome)
+            observations.outcome_to_observation(w, n, outcome)
     return w.bundle()
 
 
@@ -282,6 +282,9 @@ def _read_observation(b: _CaseBuilder, parsed: Parsed, report_of: dict[int, Pars
     code_text = r.peek("code", "text")
     if code_text == observations.PREGNANCY and not r.peek("code", "coding"):
         b.add("pregnancies", r.where, observations.observation_to_pregnancy(r, local))
+        return
+    if code_text == observations.FOLLOW_UP_OUTCOME and not r.peek("code", "coding"):
+        b.outcomes.append(observations.observation_to_outcome(r))
         return
     if code_text == observations.IMAGING_FINDING and not r.peek("code", "coding"):
         if report is None:

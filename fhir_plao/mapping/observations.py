@@ -12,6 +12,7 @@ from fhir_plao.case import (
     ImagingStudy,
     LabResult,
     Lactation,
+    Outcome,
     Pregnancy,
     StatusObservation,
     Vital,
@@ -40,6 +41,11 @@ from fhir_plao.terminology import TERMINOLOGY
 IMAGING_FINDING = "Imaging finding"
 #: code.text of the Observation that records a pregnancy (and its number: gravida)
 PREGNANCY = "Pregnancy"
+
+#: code.text of the Observations that record an outcome of the follow-up (no verified code)
+FOLLOW_UP_OUTCOME = "Follow-up outcome"
+#: code.text of each finding behind an outcome, as a component
+OUTCOME_FINDING = "Finding"
 
 SCORE_UNIT_TEXT = {"T": "T-score", "Z": "Z-score"}
 
@@ -361,6 +367,40 @@ def observation_to_imaging_finding(r: Reader) -> str:
     if value is None:
         raise r.error(("valueString",), "an imaging finding needs its text")
     return value
+
+
+# --------------------------------------------------------------------------- follow-up outcomes
+
+
+def outcome_to_observation(w: BundleWriter, n: int, o: Outcome) -> None:
+    """An outcome of the follow-up: its summary as the value, each finding a component.
+
+    (An Observation rather than a ClinicalImpression: every server can search Observations by
+    patient; some, SEKMET among them, cannot search ClinicalImpressions at all.)
+    """
+    local = f"outcome-{n + 1}"
+    body: JSON = {
+        "status": "final",
+        "code": {"text": FOLLOW_UP_OUTCOME},
+        "subject": w.subject,
+        "effectiveDateTime": o.date,
+        "valueString": o.summary,
+        "component": [{"code": {"text": OUTCOME_FINDING}, "valueString": f} for f in o.findings],
+    }
+    w.add("Observation", local, body)
+
+
+def observation_to_outcome(r: Reader) -> dict[str, Any]:
+    r.get("status")
+    r.get("code")
+    findings = []
+    for i, _ in enumerate(r.items("component")):
+        if r.peek("component", i, "code", "text") == OUTCOME_FINDING:
+            r.mark("component", i, "code")
+            text = r.str_("component", i, "valueString")
+            if text is not None:
+                findings.append(text)
+    return {"date": _effective(r), "summary": r.str_("valueString"), "findings": findings}
 
 
 # --------------------------------------------------------------------------- shared

@@ -1,17 +1,18 @@
-"""Procedures, the CarePlan and ClinicalImpressions <-> delivery, care and follow-up.
+"""Procedures, CarePlans and ClinicalImpressions <-> delivery, care and follow-up.
 
 * delivery: a Procedure ``partOf`` the pregnancy Observation; its anaesthesia a Procedure
   ``partOf`` the delivery;
 * care of kind ``procedure`` (lactation stopped, orthosis worn): a Procedure with its period;
 * care of kind ``plan`` (diet, exercise, walking): a CarePlan of one activity each; the follow-up
-  schedule: a CarePlan with an activity per phase; each outcome: a ClinicalImpression.
+  schedule: a CarePlan with an activity per phase. (Outcomes are Observations; a
+  ClinicalImpression from another system is read as an outcome.)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fhir_plao.case import Care, Outcome, Pregnancy
+from fhir_plao.case import Care, Pregnancy
 from fhir_plao.mapping._fhir import JSON, Reader, annotation, codeable, read_concept, read_note
 from fhir_plao.mapping.bundle import BundleWriter, ResourceIndex
 
@@ -130,20 +131,6 @@ def follow_up_to_care_plan(w: BundleWriter) -> None:
         for ph in phases
     ]
     _plan(w, FOLLOW_UP_LOCAL, {ph.status for ph in phases}, activities)
-
-
-def outcome_to_impression(w: BundleWriter, n: int, o: Outcome) -> None:
-    w.add(
-        "ClinicalImpression",
-        f"outcome-{n + 1}",
-        {
-            "status": "completed",
-            "subject": w.subject,
-            "effectiveDateTime": o.date,
-            "summary": o.summary,
-            "finding": [{"itemCodeableConcept": {"text": f}} for f in o.findings],
-        },
-    )
 
 
 # --------------------------------------------------------------------------- reading

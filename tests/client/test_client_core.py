@@ -246,3 +246,29 @@ def test_exported_members() -> None:
         if not name.startswith("_") and not inspect.ismodule(value)
     }
     assert set(client_package.__all__) == exported
+
+
+def test_patient_search_params_follow_the_capability_statement() -> None:
+    from fhir_plao.client._core import patient_search_params
+
+    statement = {
+        "rest": [
+            {
+                "resource": [
+                    {
+                        "type": "Observation",
+                        "searchParam": [{"name": "subject"}, {"name": "patient"}],
+                    },
+                    {"type": "Condition", "searchParam": [{"name": "patient"}]},
+                    {"type": "Basic", "searchParam": [{"name": "code"}]},
+                    {"type": "Procedure"},
+                ]
+            }
+        ]
+    }
+    assert patient_search_params(statement, "Observation") == ("subject", "patient")
+    assert patient_search_params(statement, "Condition") == ("patient",)
+    assert patient_search_params(statement, "Basic") == ()  # listed, but not by patient
+    assert patient_search_params(statement, "ClinicalImpression") == ()  # not served at all
+    assert patient_search_params(statement, "Procedure") == ("subject", "patient")  # not said
+    assert patient_search_params({}, "Anything") == ("subject", "patient")

@@ -65,7 +65,6 @@ RESOURCE_TYPES = (
     "MedicationStatement",
     "Procedure",
     "CarePlan",
-    "ClinicalImpression",
 )
 
 

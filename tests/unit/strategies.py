@@ -23,6 +23,7 @@ from __future__ import annotations
 import calendar
 import re
 from collections.abc import Callable, Sequence
+from functools import cache
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -88,8 +89,9 @@ BAD_FRACTURE_SITES = frozenset({"distal-radius", "sacrum-bone"})
 
 # --------------------------------------------------------------------------- code table
 
-def keys(*kinds: str) -> list[str]:
-    found = sorted(TERMINOLOGY.keys_of(*kinds))
+@cache
+def keys(*kinds: str) -> tuple[str, ...]:
+    found = tuple(sorted(TERMINOLOGY.keys_of(*kinds)))
     assert found, f"no code-table keys of kind {kinds}"
     return found
 
@@ -126,6 +128,7 @@ SAMPLE_TEXTS = (
 )
 
 
+@cache
 def texts(*, fhir_valid: bool = False, max_size: int = 16) -> st.SearchStrategy[str]:
     """Non-empty printable text (no surrogates, no control characters except in samples)."""
     s = st.one_of(st.sampled_from(SAMPLE_TEXTS), st.text(_CHARS, min_size=1, max_size=max_size))
@@ -138,6 +141,7 @@ def opt(s: st.SearchStrategy[T]) -> st.SearchStrategy[T | None]:
     return st.one_of(st.none(), s)
 
 
+@cache
 def free_names(*, fhir_valid: bool) -> st.SearchStrategy[str]:
     """Free text naming a concept (Finding / Diagnosis / Care without a key)."""
     pool = st.one_of(texts(fhir_valid=fhir_valid), st.sampled_from(sorted(TEXT_ONLY_TEXTS)))
@@ -173,6 +177,7 @@ def _decimal(sign: int, digits: Sequence[int], exponent: int) -> Decimal:
     return Decimal((sign, tuple(digits), exponent))
 
 
+@cache
 def decimals(*, positive: bool = False) -> st.SearchStrategy[Decimal]:
     """Finite decimals with their digits: trailing zeros, signed zeros, exponents -12..+8."""
     raw = st.builds(
@@ -191,8 +196,13 @@ def decimals(*, positive: bool = False) -> st.SearchStrategy[Decimal]:
 # --------------------------------------------------------------------------- dates
 
 
+@cache
+def whens(*, fhir_valid: bool = False, date_only: bool = False) -> st.SearchStrategy[str]:
+    return _whens(fhir_valid=fhir_valid, date_only=date_only)
+
+
 @st.composite
-def whens(draw: Draw[Any], *, fhir_valid: bool = False, date_only: bool = False) -> str:
+def _whens(draw: Draw[Any], *, fhir_valid: bool = False, date_only: bool = False) -> str:
     """A FHIR date (YYYY, YYYY-MM, YYYY-MM-DD) or dateTime with an offset, precision kept."""
     year = draw(st.one_of(st.integers(1990, 2030), st.integers(1, 9999)))
     shape = draw(st.sampled_from(("Y", "YM", "YMD") if date_only else ("Y", "YM", "YMD", "DT")))
@@ -243,7 +253,11 @@ class _Ids:
         self.used: set[str] = set()
 
     def new(self) -> str:
-        value = self.draw(ids.filter(lambda s: s not in self.used))
+        value = self.draw(ids)
+        n = 2
+        while value in self.used:  # cheaper than a fresh filtered strategy per id
+            value = f"{value[:58]}.{n}"
+            n += 1
         self.used.add(value)
         return value
 
@@ -267,6 +281,7 @@ def patients(draw: Draw[Any], *, fhir_valid: bool = False) -> Patient:
                     "http://fhir-plao.example.org/fhir/case-id",
                     "https://hospital.example.org/mrn",
                     "urn:oid:1.2.3.4.5",
+                    "http://fhir-plao.example.org/fhir/item-id",  # the system of our item ids
                     "urn:uuid:4e1c7f2a-0d5b-4d0b-9b1e-2f0c3a1b5d6e",
                 )
             ),
