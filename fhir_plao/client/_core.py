@@ -713,20 +713,19 @@ def patient_search_params(statement: Mapping[str, Any], resource_type: str) -> t
         for res in rest.get("resource") or []:
             if isinstance(res, dict) and isinstance(res.get("type"), str):
                 params = res.get("searchParam")
-                names = (
-                    {p.get("name") for p in params if isinstance(p, dict)}
+                listed_types[res["type"]] = (
+                    {str(p.get("name")) for p in params if isinstance(p, dict)}
                     if isinstance(params, list)
                     else None
                 )
-                listed_types[res["type"]] = names
     if not listed_types:
         return ("subject", "patient")
     if resource_type not in listed_types:
         return ()
-    names = listed_types[resource_type]
-    if names is None:
+    served = listed_types[resource_type]
+    if served is None:
         return ("subject", "patient")
-    return tuple(n for n in ("subject", "patient") if n in names)
+    return tuple(n for n in ("subject", "patient") if n in served)
 
 
 def _is_everything(op: Mapping[str, Any]) -> bool:
