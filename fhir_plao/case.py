@@ -21,13 +21,14 @@ import re
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    field_validator,
     model_validator,
 )
 
@@ -67,7 +68,7 @@ __all__ = [
 
 _DATE_RE = re.compile(r"^(\d{4})(-(\d{2})(-(\d{2}))?)?$")
 _DATETIME_RE = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(:(\d{2})(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})$"
+    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
 )
 
 
@@ -89,18 +90,27 @@ def _check_when(value: str) -> str:
             datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError as exc:
             raise ValueError(f"{value!r} is not a real date and time ({exc})") from None
-        offset = m.group(9)
-        if offset != "Z" and (int(offset[1:3]) > 14 or int(offset[4:6]) > 59):
-            raise ValueError(f"{value!r}: offset {offset} is out of range")
+        offset = m.group(8)
+        if offset != "Z" and offset[1:] > "14:00":
+            raise ValueError(f"{value!r}: offset {offset} is out of range (-14:00 to +14:00)")
         return value
     raise ValueError(
-        f"{value!r} is not a FHIR date (YYYY, YYYY-MM, YYYY-MM-DD) or dateTime with an offset "
-        "(YYYY-MM-DDThh:mm[:ss[.fff]](Z|+hh:mm))"
+        f"{value!r} is not a FHIR date (YYYY, YYYY-MM, YYYY-MM-DD) or dateTime with seconds "
+        "and an offset (YYYY-MM-DDThh:mm:ss[.fff](Z|+hh:mm))"
     )
+
+
+def _check_date_only(value: str) -> str:
+    if not _DATE_RE.match(value):
+        raise ValueError(f"{value!r} is not a FHIR date (YYYY, YYYY-MM or YYYY-MM-DD)")
+    return _check_when(value)
 
 
 When = Annotated[str, AfterValidator(_check_when)]
 """A FHIR date or dateTime string; its precision is part of the value."""
+
+DateOnly = Annotated[str, AfterValidator(_check_date_only)]
+"""A FHIR date (no time): year, year-month or full date."""
 
 
 def _check_id(value: str) -> str:
@@ -140,10 +150,23 @@ def _before(a: str, b: str) -> bool:
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
 
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_blank_text(cls, value: object) -> object:
+        # FHIR has no empty strings: an empty or blank text would vanish on the way out
+        texts = value if isinstance(value, tuple) else (value,)
+        for text in texts:
+            if isinstance(text, str) and not text.strip():
+                raise ValueError("must not be empty or blank (FHIR strings carry content)")
+        return value
+
 
 class _Named(_Model):
     """An item named by a code-table ``concept``, a free ``text``, or both (text then overrides
     the table's wording). A text equal to the table's is dropped: one spelling per fact."""
+
+    #: the code-table kinds of the item's ``concept``
+    _concept_kinds: ClassVar[tuple[str, ...]] = ()
 
     @model_validator(mode="before")
     @classmethod
@@ -151,6 +174,11 @@ class _Named(_Model):
         if not isinstance(data, dict):
             return data
         key, text = data.get("concept"), data.get("text")
+        if key is None and isinstance(text, str):
+            # a text that is the whole of a text-only concept *is* that concept
+            same = TERMINOLOGY.key_for_text(text, *cls._concept_kinds)
+            if same is not None and not TERMINOLOGY.concept(same).codings:
+                return {**{k: v for k, v in data.items() if k != "text"}, "concept": same}
         if isinstance(key, str) and key in TERMINOLOGY and text is not None:
             concept = TERMINOLOGY.concept(key)
             if text == concept.text:
@@ -174,7 +202,7 @@ class Patient(_Model):
         pattern=r"^(https?://|urn:)\S+$",
     )
     identifier: str = Field(min_length=1, max_length=200)
-    birth_date: When | None = None
+    birth_date: DateOnly | None = None
     sex: Literal["female", "male", "other", "unknown"]
 
 
@@ -236,6 +264,8 @@ class Symptom(_Model):
 
 class Finding(_Named):
     """A physical-exam or history finding: a concept (key or text) and what was found."""
+
+    _concept_kinds = ("condition", "finding")
 
     id: LocalId
     category: Literal["exam", "social-history", "history"]
@@ -311,9 +341,13 @@ class LabResult(_Model):
             if self.unit is None:
                 raise ValueError(f"unit: a value of {self.test} needs a unit")
             TERMINOLOGY.require_unit(self.test, self.unit, field="unit")
-        elif self.unit is not None and self.reference_range is None:
-            raise ValueError("unit: given without a value or reference range")
-        if self.reference_range is not None and self.unit is not None:
+        rr = self.reference_range
+        bounded = rr is not None and (rr.low is not None or rr.high is not None)
+        if self.value is None and self.unit is not None and not bounded:
+            raise ValueError("unit: given without a value or a reference range bound")
+        if bounded and self.unit is None:
+            raise ValueError("unit: a reference range bound needs the unit")
+        if bounded and self.unit is not None:
             TERMINOLOGY.require_unit(self.test, self.unit, field="unit")
         return self
 
@@ -374,6 +408,12 @@ class ImagingStudy(_Model):
     findings: tuple[str, ...] = ()
     conclusion: str | None = None
 
+    @model_validator(mode="after")
+    def _distinct(self) -> Self:
+        if len(set(self.concepts)) != len(self.concepts):
+            raise ValueError(f"concepts: {list(self.concepts)} names a study twice")
+        return self
+
 
 # --------------------------------------------------------------------------- conditions
 
@@ -397,6 +437,8 @@ class Fracture(_Model):
 
 class Diagnosis(_Named):
     """A diagnosis, or (``verification='refuted'``) a cause that was looked for and excluded."""
+
+    _concept_kinds = ("condition",)
 
     id: LocalId
     concept: Annotated[str, _key_of("condition")] | None = None
@@ -466,6 +508,8 @@ class Care(_Named):
     """A non-drug treatment: a procedure done (lactation stopped, orthosis worn) or planned care
     (diet, exercise, walking) that belongs in the care plan."""
 
+    _concept_kinds = ("procedure",)
+
     id: LocalId
     kind: Literal["procedure", "plan"]
     concept: Annotated[str, _key_of("procedure")] | None = None
@@ -534,6 +578,18 @@ class Case(_Model):
     medications: tuple[Medication, ...] = ()
     care: tuple[Care, ...] = ()
     follow_up: FollowUp | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_empty_follow_up(cls, data: object) -> object:
+        # a follow-up with neither phases nor outcomes says nothing: one spelling, None
+        if isinstance(data, dict) and isinstance(data.get("follow_up"), dict | FollowUp):
+            fu = data["follow_up"]
+            phases = fu.get("phases") if isinstance(fu, dict) else fu.phases
+            outcomes = fu.get("outcomes") if isinstance(fu, dict) else fu.outcomes
+            if not phases and not outcomes:
+                return {k: v for k, v in data.items() if k != "follow_up"}
+        return data
 
     @model_validator(mode="after")
     def _references(self) -> Self:

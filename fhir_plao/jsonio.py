@@ -24,6 +24,11 @@ def _reject_constant(name: str) -> Any:
     raise JsonError(f"{name} is not a JSON number (FHIR decimals must be finite)")
 
 
+def _int(text: str) -> int | Decimal:
+    # "-0" is a decimal negative zero (an int has no sign for zero): keep it
+    return Decimal(text) if text == "-0" else int(text)
+
+
 def loads(data: str | bytes) -> Any:
     """Parse JSON, reading every non-integer number as an exact :class:`Decimal`."""
     if isinstance(data, bytes):
@@ -32,7 +37,9 @@ def loads(data: str | bytes) -> Any:
         except UnicodeDecodeError as exc:
             raise JsonError(f"not UTF-8 text: {exc}") from exc
     try:
-        return json.loads(data, parse_float=Decimal, parse_constant=_reject_constant)
+        return json.loads(
+            data, parse_float=Decimal, parse_int=_int, parse_constant=_reject_constant
+        )
     except json.JSONDecodeError as exc:
         raise JsonError(
             f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"

@@ -31,8 +31,8 @@ def to_fhir(case: Case) -> JSON:
     for p in case.pregnancies:
         observations.pregnancy_to_observation(w, p)
         procedures.delivery_to_procedures(w, p)
-    for lac in case.lactations:
-        observations.lactation_to_observation(w, lac)
+    for n, lac in enumerate(case.lactations):
+        observations.lactation_to_observation(w, n, lac)
     for s in case.status_observations:
         observations.status_to_observation(w, s)
     for sym in case.symptoms:
@@ -279,20 +279,28 @@ def _read_one(b: _CaseBuilder, parsed: Parsed, report_of: dict[int, Parsed]) -> 
 def _read_observation(b: _CaseBuilder, parsed: Parsed, report_of: dict[int, Parsed]) -> None:
     r, local = parsed.reader, parsed.local_id
     report = report_of.get(id(r))
-    code_text = r.peek("code", "text")
-    if code_text == observations.PREGNANCY and not r.peek("code", "coding"):
-        b.add("pregnancies", r.where, observations.observation_to_pregnancy(r, local))
+    categories = observations.peek_categories(r)
+    has_text_value = r.peek("valueString") is not None
+    if not r.peek("code", "coding"):
+        # our text-coded Observations, told apart by category and value as well as by text
+        code_text = r.peek("code", "text")
+        if code_text == observations.PREGNANCY and categories == {"social-history"}:
+            if not has_text_value:
+                b.add("pregnancies", r.where, observations.observation_to_pregnancy(r, local))
+                return
+        if code_text == observations.FOLLOW_UP_OUTCOME and not categories:
+            b.outcomes.append(observations.observation_to_outcome(r))
+            return
+        if code_text == observations.IMAGING_FINDING and categories == {"imaging"}:
+            if report is None:
+                raise r.error(("code",), "an imaging finding outside any imaging report")
+            return  # read with its report
+    if categories & {"exam", "social-history", "history"} and has_text_value:
+        cat = observations.read_category(r)
+        assert cat is not None
+        b.add("findings", r.where, observations.observation_to_finding(r, local, cat))
         return
-    if code_text == observations.FOLLOW_UP_OUTCOME and not r.peek("code", "coding"):
-        b.outcomes.append(observations.observation_to_outcome(r))
-        return
-    if code_text == observations.IMAGING_FINDING and not r.peek("code", "coding"):
-        if report is None:
-            raise r.error(("code",), "an imaging finding outside any imaging report")
-        return  # read with its report
-    key, _ = read_concept(
-        r, ("code",), "vital", "lab", "dxa-score", "status-question", "condition", "finding"
-    )
+    key, _ = read_concept(r, ("code",), "vital", "lab", "dxa-score", "status-question")
     kind = TERMINOLOGY.concept(key).kind if key else None
     if kind == "vital":
         assert key is not None
@@ -305,17 +313,13 @@ def _read_observation(b: _CaseBuilder, parsed: Parsed, report_of: dict[int, Pars
         return  # read with its DXA report (or grouped by date when it has none)
     elif kind == "status-question":
         assert key is not None
-        if key == "breastfeeding-status" and r.peek("effectivePeriod") is not None:
+        if key == "breastfeeding-status" and r.peek("focus") is not None:
             b.add("lactations", r.where, observations.observation_to_lactation(r, b.index))
         else:
             b.add("status_observations", r.where, observations.observation_to_status(r, local, key))
     else:
-        cat = observations.read_category(r)
-        if cat in ("exam", "social-history", "history") and r.peek("valueString") is not None:
-            b.add("findings", r.where, observations.observation_to_finding(r, local, cat))
-        else:
-            code = r.peek("code")
-            raise r.error(("code",), f"no case field for an Observation coded {_show(code)}")
+        code = r.peek("code")
+        raise r.error(("code",), f"no case field for an Observation coded {_show(code)}")
 
 
 def _read_report(b: _CaseBuilder, parsed: Parsed) -> None:

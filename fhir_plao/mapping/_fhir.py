@@ -340,27 +340,43 @@ def concept_name(r: Reader, path: Path) -> str:
 
 
 def read_concepts(r: Reader, path: Path, *kinds: str) -> tuple[str, ...]:
-    """Every key of ``kinds`` among a CodeableConcept's codings, in order (text derived)."""
-    keys: list[str] = []
+    """Every key of ``kinds`` in a CodeableConcept written by :func:`codeable_many`, in order.
+
+    The text (the concepts' texts joined by "; ") gives the order and names the text-only
+    concepts; the codings must be exactly those of the named coded concepts. Anything else
+    yields the coded keys alone, in coding order, and leaves the text to the report.
+    """
+    coded: list[str] = []
+    coding_index: dict[str, list[int]] = {}
     for i, coding in enumerate(r.items(*path, "coding")):
         if not isinstance(coding, dict):
             continue
         for candidate in TERMINOLOGY.keys_for(coding.get("system"), coding.get("code")):
             if TERMINOLOGY.concept(candidate).kind in kinds:
-                if candidate not in keys:
-                    keys.append(candidate)
-                r.mark(*path, "coding", i)
+                if candidate not in coded:
+                    coded.append(candidate)
+                coding_index.setdefault(candidate, []).append(i)
                 break
     text = r.peek(*path, "text")
-    if not keys and isinstance(text, str):
-        # text-only concepts: the text is the concepts' texts joined
+    from_text: list[str] = []
+    if isinstance(text, str):
         for part in text.split("; "):
-            key = TERMINOLOGY.key_for_text(part, *kinds)
-            if key is None or TERMINOLOGY.concept(key).codings:
-                return ()
-            keys.append(key)
-    if keys and text == "; ".join(TERMINOLOGY.concept(k).text for k in keys):
+            key = next(
+                (k for k in coded if TERMINOLOGY.concept(k).text == part),
+                TERMINOLOGY.key_for_text(part, *kinds),
+            )
+            if key is None or key in from_text:
+                from_text = []
+                break
+            from_text.append(key)
+    if from_text and {k for k in from_text if TERMINOLOGY.concept(k).codings} == set(coded):
         r.mark(*path, "text")
+        keys = from_text
+    else:
+        keys = coded
+    for key in keys:
+        for i in coding_index.get(key, ()):
+            r.mark(*path, "coding", i)
     return tuple(keys)
 
 

@@ -1,5 +1,9 @@
 """Resource ids, urn:uuid references, the transaction Bundle and its inverse (the reference index).
 
+Each resource has a *local id*: the id of the case item it comes from, or, for a resource derived
+from part of an item (a DXA score of a scan, a finding of a study, a delivery), a name built
+from the item's id with ``#`` -- a character item ids cannot hold, so the two never collide.
+
 Ids are deterministic: uuid5 over the patient's identifier (system and value), the resource
 type and the item's local id. The same case gives the same ids on every run and every machine,
 so pushing it twice updates (PUT) instead of creating duplicates; the ``plao-`` prefix keeps

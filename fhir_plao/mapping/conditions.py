@@ -139,7 +139,12 @@ def symptom_to_condition(w: BundleWriter, s: Symptom) -> None:
 def condition_kind(r: Reader) -> str:
     """'fracture', 'symptom' or 'diagnosis' for a Condition."""
     for i, _ in enumerate(r.items("bodySite")):
-        for coding in r.items("bodySite", i, "coding"):
+        codings = r.items("bodySite", i, "coding")
+        if not codings:
+            text = r.peek("bodySite", i, "text")
+            if TERMINOLOGY.key_for_text(text, "vertebra", "fracture-site") is not None:
+                return "fracture"
+        for coding in codings:
             if not isinstance(coding, dict):
                 continue
             for key in TERMINOLOGY.keys_for(coding.get("system"), coding.get("code")):

@@ -56,6 +56,21 @@ def category(code: str) -> list[JSON]:
     return [{"text": code}]
 
 
+def peek_categories(r: Reader) -> set[str]:
+    """The Observation's categories as read by :func:`read_category`, without marking them."""
+    found: set[str] = set()
+    for cat in r.items("category"):
+        if not isinstance(cat, dict):
+            continue
+        codings = cat.get("coding") or []
+        for coding in codings:
+            if isinstance(coding, dict) and coding.get("system") == OBSERVATION_CATEGORY:
+                found.add(str(coding.get("code")))
+        if not codings and isinstance(cat.get("text"), str):
+            found.add(cat["text"])
+    return found
+
+
 def read_category(r: Reader) -> str | None:
     """Our observation category: a code of the HL7 system, or the text of a text-only one."""
     for i, _ in enumerate(r.items("category")):
@@ -178,7 +193,7 @@ def observation_to_lab(r: Reader, local: str, key: str, panel: str | None) -> di
 
 
 def dxa_score_local(scan: DxaScan, score: DxaScore) -> str:
-    return f"{scan.id}-{score.site}-{score.kind}"
+    return f"{scan.id}#{score.site}#{score.kind}"
 
 
 def dxa_score_to_observation(w: BundleWriter, scan: DxaScan, score: DxaScore) -> None:
@@ -256,8 +271,8 @@ def observation_to_status(r: Reader, local: str, question: str) -> dict[str, Any
     }
 
 
-def lactation_to_observation(w: BundleWriter, lac: Lactation) -> None:
-    local = f"{lac.pregnancy}-lactation"
+def lactation_to_observation(w: BundleWriter, n: int, lac: Lactation) -> None:
+    local = f"{lac.pregnancy}#lactation-{n + 1}"
     body = _observation(
         w,
         local,
@@ -342,7 +357,7 @@ def observation_to_finding(r: Reader, local: str, cat: str) -> dict[str, Any]:
 
 
 def imaging_finding_local(study: ImagingStudy, n: int) -> str:
-    return f"{study.id}-finding-{n + 1}"
+    return f"{study.id}#finding-{n + 1}"
 
 
 def imaging_finding_to_observation(w: BundleWriter, study: ImagingStudy, n: int) -> None:
@@ -378,7 +393,7 @@ def outcome_to_observation(w: BundleWriter, n: int, o: Outcome) -> None:
     (An Observation rather than a ClinicalImpression: every server can search Observations by
     patient; some, SEKMET among them, cannot search ClinicalImpressions at all.)
     """
-    local = f"outcome-{n + 1}"
+    local = f"#outcome-{n + 1}"
     body: JSON = {
         "status": "final",
         "code": {"text": FOLLOW_UP_OUTCOME},

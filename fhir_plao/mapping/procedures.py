@@ -25,7 +25,7 @@ PROCEDURE_STATUS = {
     "stopped": "stopped",
 }
 CARE_STATUS = {v: k for k, v in PROCEDURE_STATUS.items()}
-FOLLOW_UP_LOCAL = "follow-up"
+FOLLOW_UP_LOCAL = "#follow-up"
 FOLLOW_UP = "follow-up-visit"
 
 
@@ -35,7 +35,7 @@ def delivery_to_procedures(w: BundleWriter, p: Pregnancy) -> None:
         return
     w.add(
         "Procedure",
-        f"{p.id}-delivery",
+        f"{p.id}#delivery",
         {
             "status": "completed",
             "code": codeable(d.mode),
@@ -48,13 +48,13 @@ def delivery_to_procedures(w: BundleWriter, p: Pregnancy) -> None:
     if d.anaesthesia is not None:
         w.add(
             "Procedure",
-            f"{p.id}-anaesthesia",
+            f"{p.id}#anaesthesia",
             {
                 "status": "completed",
                 "code": codeable(d.anaesthesia),
                 "subject": w.subject,
                 "performedDateTime": d.date,
-                "partOf": [w.ref("Procedure", f"{p.id}-delivery")],
+                "partOf": [w.ref("Procedure", f"{p.id}#delivery")],
             },
         )
 
@@ -223,7 +223,7 @@ def care_plan_to_care(r: Reader, local: str) -> tuple[list[dict[str, Any]], list
             continue
         care.append(
             {
-                "id": local if not care else f"{local}-activity-{i + 1}",
+                "id": local if not care else f"{local}-activity-{i + 1}"[:64],
                 "kind": "plan",
                 "concept": concept,
                 "text": text,

@@ -47,7 +47,6 @@ KINDS = {
 SHARED_PRIMARY_CODINGS: dict[tuple[str, str], set[str]] = {
     ("snomed", "29627003"): {"femoral-neck", "femoral-neck-bone"},  # neck of femur
     ("snomed", "29836001"): {"total-hip", "hip"},  # hip region
-    ("snomed", "54735007"): {"sacrum", "sacrum-bone"},  # sacrum
 }
 
 LOINC_RE = re.compile(r"^\d{1,7}-\d$")
