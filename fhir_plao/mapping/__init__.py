@@ -284,10 +284,10 @@ def _read_observation(b: _CaseBuilder, parsed: Parsed, report_of: dict[int, Pars
     if not r.peek("code", "coding"):
         # our text-coded Observations, told apart by category and value as well as by text
         code_text = r.peek("code", "text")
-        if code_text == observations.PREGNANCY and categories == {"social-history"}:
-            if not has_text_value:
-                b.add("pregnancies", r.where, observations.observation_to_pregnancy(r, local))
-                return
+        pregnancy = code_text == observations.PREGNANCY and categories == {"social-history"}
+        if pregnancy and not has_text_value:
+            b.add("pregnancies", r.where, observations.observation_to_pregnancy(r, local))
+            return
         if code_text == observations.FOLLOW_UP_OUTCOME and not categories:
             b.outcomes.append(observations.observation_to_outcome(r))
             return

@@ -1,30 +1,28 @@
 """Hypothesis strategies that build valid :class:`fhir_plao.case.Case` objects.
 
-Every field of every model in ``fhir_plao/case.py`` is drawn (see
-``test_strategies_reach_every_field`` in ``test_roundtrip_property.py``), codes come from the
-code table by kind, ids are unique across the case and every cross-reference (lab panel,
-evidence, medication reason, lactation pregnancy) points at an item that exists.
+Every field of every model in ``fhir_plao/case.py`` is drawn (``test_strategies_reach_every_field``
+in ``test_roundtrip_property.py`` checks it), codes come from the code table by kind, ids are
+unique across the case and every cross-reference (lab panel, evidence, medication reason,
+lactation pregnancy) points at an item that exists.
 
-Decimals keep their digits (``1.50``, ``-0.0``, ``0.000``, ``1E+2``, ``1.5E-7``); dates keep
+Decimals keep their digits (``1.50``, ``-0.0``, ``-0``, ``0.000``, ``1E+2``, ``1.5E-7``); dates keep
 their precision (``2023``, ``2023-06``, ``2023-06-14``, ``2023-06-14T09:30:00.5+03:00``, ``...Z``);
-texts include non-ASCII letters, marks, symbols and odd spaces, never surrogates.
+texts include non-ASCII letters, marks, symbols and odd spaces, never surrogates, never blank.
 
-``cases(fhir_valid=True)`` draws only what FHIR R4 itself can carry: times with seconds, offsets
-up to +/-14:00 and no whitespace-only strings. The model accepts more than that (see
-``KNOWN_BUGS`` in the test module).
-
-A few valid cases that the mapping does not yet carry are left out of the default strategy, each
-listed in ``EXCLUDED`` below and each pinned by a strict-xfail test in
-``test_roundtrip_property.py``: when such a test starts passing, drop its exclusion here.
+Nothing valid is left out on purpose: a valid case the mapping cannot carry is a bug, pinned by
+a strict-xfail reproducer in ``KNOWN_BUGS`` of ``test_roundtrip_property.py``. Values that
+used to trip the mapping are drawn on purpose: free texts equal to a text-only concept's text
+or to the mapping's own code texts ("Pregnancy", "Imaging finding", ...), ids that look like
+derived ones (``p1-delivery``, ``follow-up``), several lactations of one pregnancy, coded and
+text-only imaging concepts in one study, ``Decimal('-0')``.
 """
 
 from __future__ import annotations
 
 import calendar
-import re
 from collections.abc import Callable, Sequence
-from functools import cache
 from decimal import Decimal
+from functools import cache
 from typing import Any, TypeVar
 
 from hypothesis import strategies as st
@@ -59,35 +57,8 @@ from fhir_plao.terminology import TERMINOLOGY
 T = TypeVar("T")
 Draw = Callable[[st.SearchStrategy[T]], T]
 
-# --------------------------------------------------------------------------- what is left out
-
-#: Valid inputs the mapping does not round-trip yet (each has a strict-xfail reproducer test).
-EXCLUDED = {
-    "empty strings": "optional texts are never '' (to_fhir prunes '', from_fhir gives None)",
-    "free text = a text-only concept's text": (
-        "a Finding/Diagnosis/Care named by free text only never uses the text of a code-table "
-        "concept that has no code (it is read back as that concept), nor 'Pregnancy' / "
-        "'Imaging finding' for a Finding"
-    ),
-    "fracture sites": "no distal-radius (text only) and no sacrum-bone (shares sacrum's code)",
-    "imaging concepts": "one study's concepts are all coded or all text-only, and distinct",
-    "lab unit without a figure": (
-        "a lab with a unit but no value has a reference range with low or high; a range with "
-        "low/high always comes with a unit"
-    ),
-    "lactations": "at most one per pregnancy, and each has a start or a stop date",
-    "empty follow-up": "follow_up is None or has a phase or an outcome",
-    "derived ids": (
-        "no item id looks like an id the mapping derives (<pregnancy>-delivery, "
-        "<pregnancy>-lactation, <study>-finding-<n>, <scan>-<site>-<kind>, follow-up)"
-    ),
-    "negative integer zero": "no Decimal('-0') (exponent 0): JSON reads -0 as the int 0",
-}
-
-#: fracture sites that do not come back as themselves (see EXCLUDED)
-BAD_FRACTURE_SITES = frozenset({"distal-radius", "sacrum-bone"})
-
 # --------------------------------------------------------------------------- code table
+
 
 @cache
 def keys(*kinds: str) -> tuple[str, ...]:
@@ -100,20 +71,20 @@ def coded(key: str) -> bool:
     return bool(TERMINOLOGY.concept(key).codings)
 
 
-#: texts of the concepts that have no code: free text equal to one of these reads back as the key
-TEXT_ONLY_TEXTS = frozenset(c.text for c in TERMINOLOGY if not c.codings)
-#: code.text values the Observation reader treats specially
-SENTINEL_TEXTS = frozenset({"Pregnancy", "Imaging finding"})
+#: texts of the concepts that have no code (as a free name, such a text *is* the concept)
+TEXT_ONLY_TEXTS = tuple(sorted({c.text for c in TERMINOLOGY if not c.codings}))
+#: code.text values of the Observations the mapping codes by text only
+MAPPING_TEXTS = ("Pregnancy", "Imaging finding", "Follow-up outcome", "Finding")
 
 # --------------------------------------------------------------------------- text
 
 _CHARS = st.characters(codec="utf-8", categories=("L", "M", "N", "P", "S", "Zs"))
 
 SAMPLE_TEXTS = (
-    "Bel ağrısı, göğüs kafesi",
+    "Bel ağrısı, göğüs kafesi",  # noqa: RUF001 (Turkish dotless i, on purpose)
     "Knochendichte ↓, öfter Schmerzen",
     "naïve café — ½ dose",
-    "Doğumdan 20 gün sonra şiddetli sırt ağrısı",
+    "Doğumdan 20 gün sonra şiddetli sırt ağrısı",  # noqa: RUF001
     "日本語のメモ",
     "emoji 🦴 ok",
     "1.50",
@@ -122,19 +93,17 @@ SAMPLE_TEXTS = (
     " leading and trailing ",
     "tab\there",
     "two\nlines",
-    "Tobacco smoking",  # a text-only concept's text (fine as a note, not as a free name)
-    "Pregnancy",
-    "Body height",
+    "Body height",  # a coded concept's text
+    *MAPPING_TEXTS,
 )
 
 
 @cache
-def texts(*, fhir_valid: bool = False, max_size: int = 16) -> st.SearchStrategy[str]:
-    """Non-empty printable text (no surrogates, no control characters except in samples)."""
-    s = st.one_of(st.sampled_from(SAMPLE_TEXTS), st.text(_CHARS, min_size=1, max_size=max_size))
-    if fhir_valid:
-        s = s.filter(lambda t: t.strip() != "")
-    return s
+def texts(max_size: int = 16) -> st.SearchStrategy[str]:
+    """Printable text that is not blank (no surrogates; no control characters but in samples)."""
+    return st.one_of(
+        st.sampled_from(SAMPLE_TEXTS), st.text(_CHARS, min_size=1, max_size=max_size)
+    ).filter(lambda t: t.strip() != "")
 
 
 def opt(s: st.SearchStrategy[T]) -> st.SearchStrategy[T | None]:
@@ -142,10 +111,9 @@ def opt(s: st.SearchStrategy[T]) -> st.SearchStrategy[T | None]:
 
 
 @cache
-def free_names(*, fhir_valid: bool) -> st.SearchStrategy[str]:
+def free_names() -> st.SearchStrategy[str]:
     """Free text naming a concept (Finding / Diagnosis / Care without a key)."""
-    pool = st.one_of(texts(fhir_valid=fhir_valid), st.sampled_from(sorted(TEXT_ONLY_TEXTS)))
-    return pool.filter(lambda t: t not in TEXT_ONLY_TEXTS and t not in SENTINEL_TEXTS)
+    return st.one_of(texts(), st.sampled_from(TEXT_ONLY_TEXTS))
 
 
 # --------------------------------------------------------------------------- decimals
@@ -165,6 +133,7 @@ SPECIAL_DECIMALS = tuple(
         "1E+2",
         "1.5E-7",
         "0E-5",
+        "-0",
         "-0E+2",
         "2.50E+3",
         "0.1",
@@ -187,10 +156,7 @@ def decimals(*, positive: bool = False) -> st.SearchStrategy[Decimal]:
         st.integers(-12, 8),
     )
     s = st.one_of(st.sampled_from(SPECIAL_DECIMALS), raw)
-    if positive:
-        return s.filter(lambda d: d > 0)
-    # Decimal('-0') is written '-0', which JSON reads back as the integer 0 (see EXCLUDED)
-    return s.filter(lambda d: not (d.is_zero() and d.is_signed() and d.as_tuple().exponent == 0))
+    return s.filter(lambda d: d > 0) if positive else s
 
 
 # --------------------------------------------------------------------------- dates
@@ -220,7 +186,9 @@ def _whens(draw: Draw[Any], *, fhir_valid: bool = False, date_only: bool = False
         time += f":{draw(st.integers(0, 59)):02d}"
         if draw(st.booleans()):
             digits = draw(st.integers(1, 9))
-            time += "." + "".join(str(d) for d in draw(st.lists(st.integers(0, 9), min_size=digits, max_size=digits)))
+            time += "." + "".join(
+                str(d) for d in draw(st.lists(st.integers(0, 9), min_size=digits, max_size=digits))
+            )
     if draw(st.booleans()):
         offset = "Z"
     else:
@@ -233,7 +201,19 @@ def _whens(draw: Draw[Any], *, fhir_valid: bool = False, date_only: bool = False
 # --------------------------------------------------------------------------- ids
 
 _ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-."
-SAMPLE_IDS = ("p1", "pregnancy-1", "lab-1", "dxa.2023-06", "a", "A", "0", "-", ".", "1.50", "x" * 64)
+SAMPLE_IDS = (
+    "p1",
+    "pregnancy-1",
+    "lab-1",
+    "dxa.2023-06",
+    "a",
+    "A",
+    "0",
+    "-",
+    ".",
+    "1.50",
+    "x" * 64,
+)
 _DXA_SITES = "|".join(re.escape(k) for k in TERMINOLOGY.keys_of("dxa-site"))
 _DERIVED = re.compile(
     rf"^follow-up$|-(delivery|anaesthesia|lactation|finding-\d+)$|-({_DXA_SITES})-(T|Z|BMD)$"
@@ -253,7 +233,7 @@ class _Ids:
         self.used: set[str] = set()
 
     def new(self) -> str:
-        value = self.draw(ids)
+        value: str = self.draw(ids)
         n = 2
         while value in self.used:  # cheaper than a fresh filtered strategy per id
             value = f"{value[:58]}.{n}"
@@ -262,7 +242,13 @@ class _Ids:
         return value
 
 
-def _subset(draw: Draw[Any], pool: Sequence[str], max_size: int = 2, unique: bool = False) -> tuple[str, ...]:
+def _not_in(taken: set[str]) -> Callable[[str], bool]:
+    return lambda value: value not in taken
+
+
+def _subset(
+    draw: Draw[Any], pool: Sequence[str], max_size: int = 2, unique: bool = False
+) -> tuple[str, ...]:
     """Some of ``pool`` (a reference may name one item twice: the model allows it)."""
     if not pool:
         return ()
@@ -287,13 +273,17 @@ def patients(draw: Draw[Any], *, fhir_valid: bool = False) -> Patient:
             ),
             st.builds(
                 lambda tail: f"https://ex.example/{tail}",
-                st.text(st.characters(codec="ascii", categories=("L", "N")), min_size=1, max_size=8),
+                st.text(
+                    st.characters(codec="ascii", categories=("L", "N")), min_size=1, max_size=8
+                ),
             ),
         )
     )
     return Patient(
         identifier_system=system,
-        identifier=draw(st.one_of(st.sampled_from(("plao-0001", "a/b", "Ö-123"))), texts(fhir_valid=fhir_valid)),
+        identifier=draw(
+            st.one_of(st.sampled_from(("plao-0001", "a/b", "Ö-123")), texts(fhir_valid=fhir_valid))
+        ),
         # FHIR's birthDate is a date: a time there is not valid FHIR (see NOT_FHIR in the tests)
         birth_date=draw(opt(whens(fhir_valid=fhir_valid, date_only=fhir_valid))),
         sex=draw(st.sampled_from(("female", "male", "other", "unknown"))),
@@ -343,7 +333,11 @@ def cases(draw: Draw[Any], *, fhir_valid: bool = False, max_items: int = 2) -> C
     status_observations = []
     for _ in range(draw(n)):
         question = draw(st.sampled_from(keys("status-question")))
-        answers = [k for k in keys("status-answer") if TERMINOLOGY.concept(k).extra.get("question") == question]
+        answers = [
+            k
+            for k in keys("status-answer")
+            if TERMINOLOGY.concept(k).extra.get("question") == question
+        ]
         status_observations.append(
             StatusObservation(
                 id=ident.new(),
@@ -424,7 +418,9 @@ def cases(draw: Draw[Any], *, fhir_valid: bool = False, max_items: int = 2) -> C
         imaging.append(
             ImagingStudy(
                 id=ident.new(),
-                concepts=tuple(draw(st.lists(st.sampled_from(choices), min_size=1, max_size=2, unique=True))),
+                concepts=tuple(
+                    draw(st.lists(st.sampled_from(choices), min_size=1, max_size=2, unique=True))
+                ),
                 date=draw(when),
                 findings=tuple(draw(st.lists(text, max_size=3))),
                 conclusion=draw(opt_text),
@@ -445,7 +441,7 @@ def cases(draw: Draw[Any], *, fhir_valid: bool = False, max_items: int = 2) -> C
             Fracture(
                 id=ident.new(),
                 site=site,
-                onset=draw(when.filter(lambda w: w not in taken)),
+                onset=draw(when.filter(_not_in(taken))),
                 recorded=draw(opt(when)),
                 healed=draw(opt(when)),
                 evidence=_subset(draw, study_ids),
@@ -456,11 +452,15 @@ def cases(draw: Draw[Any], *, fhir_valid: bool = False, max_items: int = 2) -> C
     diagnoses = []
     for _ in range(draw(st.integers(0, max_items + 1))):
         concept, name = draw(named(("condition",), fhir_valid=fv))
-        verification = draw(st.sampled_from(("confirmed", "provisional", "differential", "refuted")))
+        verification = draw(
+            st.sampled_from(("confirmed", "provisional", "differential", "refuted"))
+        )
         clinical = None
         if verification != "refuted":
             clinical = draw(
-                st.sampled_from(("active", "recurrence", "relapse", "inactive", "remission", "resolved"))
+                st.sampled_from(
+                    ("active", "recurrence", "relapse", "inactive", "remission", "resolved")
+                )
             )
         diagnoses.append(
             Diagnosis(
@@ -530,7 +530,9 @@ def cases(draw: Draw[Any], *, fhir_valid: bool = False, max_items: int = 2) -> C
 
 
 @st.composite
-def named(draw: Draw[Any], kinds: tuple[str, ...], *, fhir_valid: bool = False) -> tuple[str | None, str | None]:
+def named(
+    draw: Draw[Any], kinds: tuple[str, ...], *, fhir_valid: bool = False
+) -> tuple[str | None, str | None]:
     """(concept, text) for a ``_Named`` item: a key, a coded key with a text override, or text."""
     how = draw(st.sampled_from(("key", "key+text", "text")))
     if how == "text":
@@ -538,7 +540,9 @@ def named(draw: Draw[Any], kinds: tuple[str, ...], *, fhir_valid: bool = False) 
     key = draw(st.sampled_from(keys(*kinds)))
     if how == "key+text" and coded(key):
         # an override; one equal to the table's text is dropped by the model, which is fine
-        return key, draw(st.one_of(texts(fhir_valid=fhir_valid), st.just(TERMINOLOGY.concept(key).text)))
+        return key, draw(
+            st.one_of(texts(fhir_valid=fhir_valid), st.just(TERMINOLOGY.concept(key).text))
+        )
     return key, None
 
 
@@ -550,7 +554,9 @@ def _units_of(key: str) -> tuple[str, ...]:
 
 
 @st.composite
-def lab_results(draw: Draw[Any], lab_id: str, panel_ids: Sequence[str], *, fhir_valid: bool = False) -> LabResult:
+def lab_results(
+    draw: Draw[Any], lab_id: str, panel_ids: Sequence[str], *, fhir_valid: bool = False
+) -> LabResult:
     test = draw(st.sampled_from(keys("lab")))
     opt_text = opt(texts(fhir_valid=fhir_valid))
     shape = draw(st.sampled_from(("value", "value_text", "none")))
@@ -618,7 +624,9 @@ def medications_(
         dose_unit=draw(st.sampled_from(_GENERIC_UNITS)) if dose is not None else None,
         frequency=draw(opt(st.integers(1, 6))) if period is not None else None,
         period=period,
-        period_unit=draw(st.sampled_from(("h", "d", "wk", "mo", "a"))) if period is not None else None,
+        period_unit=draw(st.sampled_from(("h", "d", "wk", "mo", "a")))
+        if period is not None
+        else None,
         route=draw(opt(st.sampled_from(keys("route")))),
         start=start,
         end=end,
@@ -636,7 +644,9 @@ def follow_up_phases(*, fhir_valid: bool = False) -> st.SearchStrategy[FollowUpP
         unit=st.sampled_from(("d", "wk", "mo", "a")),
         start=when,
         end=when,
-        status=st.sampled_from(("not-started", "scheduled", "in-progress", "on-hold", "completed", "stopped")),
+        status=st.sampled_from(
+            ("not-started", "scheduled", "in-progress", "on-hold", "completed", "stopped")
+        ),
         description=opt(texts(fhir_valid=fhir_valid)),
     )
 

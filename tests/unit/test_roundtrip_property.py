@@ -27,9 +27,7 @@ from fhir_plao.compare import case_differences
 from fhir_plao.mapping import MappingResult, from_fhir, to_fhir
 from tests.unit.strategies import cases
 
-ROUND_TRIP = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+ROUND_TRIP = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 PATIENT = {
@@ -68,8 +66,20 @@ def via_json(bundle: dict[str, Any]) -> Any:
 #: exact decimals: trailing zeros, signed zeros, exponents
 DECIMALS = make(
     vitals=[
-        {"id": "height", "kind": "body-height", "value": Decimal("1.50"), "unit": "m", "date": "2023-06"},
-        {"id": "weight", "kind": "body-weight", "value": Decimal("5E+1"), "unit": "kg", "date": "2023"},
+        {
+            "id": "height",
+            "kind": "body-height",
+            "value": Decimal("1.50"),
+            "unit": "m",
+            "date": "2023-06",
+        },
+        {
+            "id": "weight",
+            "kind": "body-weight",
+            "value": Decimal("5E+1"),
+            "unit": "kg",
+            "date": "2023",
+        },
     ],
     labs=[
         {
@@ -81,7 +91,13 @@ DECIMALS = make(
             "reference_range": {"low": Decimal("-0.0"), "high": Decimal("1.50")},
             "interpretation": "L",
         },
-        {"id": "pth", "test": "pth", "date": "2023-06-14", "value": Decimal("-0.00"), "unit": "pg/mL"},
+        {
+            "id": "pth",
+            "test": "pth",
+            "date": "2023-06-14",
+            "value": Decimal("-0.00"),
+            "unit": "pg/mL",
+        },
     ],
     dxa_scans=[
         {
@@ -90,7 +106,12 @@ DECIMALS = make(
             "scores": [
                 {"site": "lumbar-spine-l1-l4", "kind": "T", "value": Decimal("-0.0")},
                 {"site": "lumbar-spine-l1-l4", "kind": "Z", "value": Decimal("-2.50")},
-                {"site": "lumbar-spine-l1-l4", "kind": "BMD", "value": Decimal("0.750"), "unit": "g/cm2"},
+                {
+                    "site": "lumbar-spine-l1-l4",
+                    "kind": "BMD",
+                    "value": Decimal("0.750"),
+                    "unit": "g/cm2",
+                },
             ],
         }
     ],
@@ -124,7 +145,12 @@ DATES = make(
         }
     ],
     symptoms=[
-        {"id": "pain", "concept": "low-back-pain", "onset": "2023-03-30T23:59+14:00", "resolved": "2024"}
+        {
+            "id": "pain",
+            "concept": "low-back-pain",
+            "onset": "2023-03-30T23:59+14:00",
+            "resolved": "2024",
+        }
     ],
     fractures=[
         {"id": "t5", "site": "vertebra-t5", "onset": "2023-06", "healed": "2024-06-01T00:00:00.5Z"},
@@ -143,9 +169,15 @@ DATES = make(
     follow_up={
         "phases": [
             {"every": 1, "unit": "mo", "start": "2023-06", "end": "2023-09", "status": "completed"},
-            {"every": 3, "unit": "mo", "start": "2023-09-14T10:00:00+03:00", "end": "2025", "status": "in-progress"},
+            {
+                "every": 3,
+                "unit": "mo",
+                "start": "2023-09-14T10:00:00+03:00",
+                "end": "2025",
+                "status": "in-progress",
+            },
         ],
-        "outcomes": [{"date": "2024-06", "summary": "Ağrı azaldı", "findings": ["BMD ↑ 1.50 %"]}],
+        "outcomes": [{"date": "2024-06", "summary": "Ağrı azaldı", "findings": ["BMD ↑ 1.50 %"]}],  # noqa: RUF001
     },
 )
 
@@ -161,25 +193,41 @@ def test_examples_round_trip(case: Case) -> None:
 
 def test_decimals_keep_their_digits_in_the_bundle_text() -> None:
     text = jsonio.dumps(to_fhir(DECIMALS))
-    for literal in ('"value":1.50,', '"value":-0.0,', '"value":0.000,', '"value":-0.00,',
-                    '"value":-2.50,', '"value":0.750,', '"value":5E+1,', '"period":1.0,'):
+    for literal in (
+        '"value":1.50,',
+        '"value":-0.0,',
+        '"value":0.000,',
+        '"value":-0.00,',
+        '"value":-2.50,',
+        '"value":0.750,',
+        '"value":5E+1,',
+        '"period":1.0,',
+    ):
         assert literal in text, literal
     assert "1.5," not in text
 
 
 def test_dates_keep_their_precision_in_the_bundle_text() -> None:
     text = jsonio.dumps(to_fhir(DATES))
-    for literal in ('"birthDate":"1998"', '"performedDateTime":"2023-03"',
-                    '"effectiveDateTime":"2023-06-14T09:30:00.123456789-05:30"',
-                    '"onsetDateTime":"2023-03-30T23:59+14:00"', '"onsetDateTime":"2023-06"',
-                    '"abatementDateTime":"2024-06-01T00:00:00.5Z"', '"end":"2023-05-15T10:00:00-00:00"'):
+    for literal in (
+        '"birthDate":"1998"',
+        '"performedDateTime":"2023-03"',
+        '"effectiveDateTime":"2023-06-14T09:30:00.123456789-05:30"',
+        '"onsetDateTime":"2023-03-30T23:59+14:00"',
+        '"onsetDateTime":"2023-06"',
+        '"abatementDateTime":"2024-06-01T00:00:00.5Z"',
+        '"end":"2023-05-15T10:00:00-00:00"',
+    ):
         assert literal in text, literal
 
 
 def test_the_comparison_sees_lost_digits() -> None:
     """pydantic's == holds 1.50 == 1.5; the checks used here must not."""
     vital = {"id": "h", "kind": "body-height", "unit": "m", "date": "2023"}
-    a, b = make(vitals=[{**vital, "value": Decimal("1.50")}]), make(vitals=[{**vital, "value": Decimal("1.5")}])
+    a, b = (
+        make(vitals=[{**vital, "value": Decimal("1.50")}]),
+        make(vitals=[{**vital, "value": Decimal("1.5")}]),
+    )
     assert a == b
     assert case_differences(a, b) != []
     assert case_to_json(a) != case_to_json(b)
@@ -259,7 +307,7 @@ def _features(case: Case) -> set[str]:
     found: set[str] = set()
     text = case_to_json(case)
     for name, needle in {
-        "decimal with trailing zero": '.50',
+        "decimal with trailing zero": ".50",
         "negative zero": "-0.0",
         "decimal exponent": "E",
         "negative decimal": ": -",
@@ -280,7 +328,9 @@ def _features(case: Case) -> set[str]:
             found.add(name)
     found |= {f"diagnosis {d.verification}" for d in case.diagnoses}
     found |= {f"care {c.kind}" for c in case.care}
-    found |= {f"finding {'key' if f.concept else ''}{'+text' if f.text else ''}" for f in case.findings}
+    found |= {
+        f"finding {'key' if f.concept else ''}{'+text' if f.text else ''}" for f in case.findings
+    }
     found |= {f"lab panel {'grouped' if lab.panel else 'alone'}" for lab in case.labs}
     return found
 
@@ -296,13 +346,29 @@ def _strings(data: Any) -> list[str]:
 
 
 EXPECTED_FEATURES = {
-    "decimal with trailing zero", "negative zero", "decimal exponent", "negative decimal",
-    "dateTime Z", "dateTime +offset", "dateTime -offset", "fractional seconds", "non-ASCII text",
+    "decimal with trailing zero",
+    "negative zero",
+    "decimal exponent",
+    "negative decimal",
+    "dateTime Z",
+    "dateTime +offset",
+    "dateTime -offset",
+    "fractional seconds",
+    "non-ASCII text",
     "time without seconds",
-    "year-only date", "month-precision date",
-    "diagnosis confirmed", "diagnosis provisional", "diagnosis differential", "diagnosis refuted",
-    "care procedure", "care plan", "finding key", "finding key+text", "finding +text",
-    "lab panel grouped", "lab panel alone",
+    "year-only date",
+    "month-precision date",
+    "diagnosis confirmed",
+    "diagnosis provisional",
+    "diagnosis differential",
+    "diagnosis refuted",
+    "care procedure",
+    "care plan",
+    "finding key",
+    "finding key+text",
+    "finding +text",
+    "lab panel grouped",
+    "lab panel alone",
 }
 
 
@@ -311,8 +377,14 @@ def test_strategies_reach_every_field() -> None:
     filled: set[str] = set()
     features: set[str] = set()
 
-    @settings(max_examples=150, derandomize=True, database=None, phases=[Phase.generate],
-              deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=150,
+        derandomize=True,
+        database=None,
+        phases=[Phase.generate],
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(case=cases())
     def collect(case: Case) -> None:
         _filled_paths(case.model_dump(), "", filled)
@@ -341,7 +413,9 @@ KNOWN_BUGS = {
         findings=[{"id": "f", "category": "exam", "text": "Creatinine, serum", "value": "normal"}]
     ),
     "finding-text-Pregnancy-read-as-pregnancy": make(
-        findings=[{"id": "f", "category": "history", "text": "Pregnancy", "value": "one, uneventful"}]
+        findings=[
+            {"id": "f", "category": "history", "text": "Pregnancy", "value": "one, uneventful"}
+        ]
     ),
     "fracture-site-without-code-read-as-diagnosis": make(
         fractures=[{"id": "f", "site": "distal-radius", "onset": "2023"}]
@@ -356,30 +430,65 @@ KNOWN_BUGS = {
         imaging=[{"id": "i", "concepts": ["mri-lumbar-spine", "mri-lumbar-spine"], "date": "2023"}]
     ),
     "lab-unit-with-text-only-range-lost": make(
-        labs=[{"id": "l", "test": "calcium", "date": "2023", "unit": "mg/dL",
-               "reference_range": {"text": "see report"}}]
+        labs=[
+            {
+                "id": "l",
+                "test": "calcium",
+                "date": "2023",
+                "unit": "mg/dL",
+                "reference_range": {"text": "see report"},
+            }
+        ]
     ),
     "lab-range-bound-without-unit-crashes": make(
-        labs=[{"id": "l", "test": "calcium", "date": "2023", "reference_range": {"low": Decimal("8.5")}}]
+        labs=[
+            {
+                "id": "l",
+                "test": "calcium",
+                "date": "2023",
+                "reference_range": {"low": Decimal("8.5")},
+            }
+        ]
     ),
     "lactation-without-dates-lost": make(**LACTATING, lactations=[{"pregnancy": "p1"}]),
     "two-lactations-of-one-pregnancy-crash": make(
-        **LACTATING, lactations=[{"pregnancy": "p1", "start": "2020"}, {"pregnancy": "p1", "start": "2023"}]
+        **LACTATING,
+        lactations=[{"pregnancy": "p1", "start": "2020"}, {"pregnancy": "p1", "start": "2023"}],
     ),
     "empty-follow-up-lost": make(follow_up={}),
     "care-plan-id-follow-up-crashes": make(
-        care=[{"id": "follow-up", "kind": "plan", "concept": "walking-exercise", "status": "scheduled"}],
-        follow_up={"phases": [{"every": 1, "unit": "mo", "start": "2023", "end": "2024",
-                               "status": "scheduled"}]},
+        care=[
+            {
+                "id": "follow-up",
+                "kind": "plan",
+                "concept": "walking-exercise",
+                "status": "scheduled",
+            }
+        ],
+        follow_up={
+            "phases": [
+                {"every": 1, "unit": "mo", "start": "2023", "end": "2024", "status": "scheduled"}
+            ]
+        },
     ),
     "item-id-equal-to-a-derived-id-crashes": make(
-        dxa_scans=[{"id": "s", "date": "2023",
-                    "scores": [{"site": "total-hip", "kind": "T", "value": Decimal("-1.0")}]}],
+        dxa_scans=[
+            {
+                "id": "s",
+                "date": "2023",
+                "scores": [{"site": "total-hip", "kind": "T", "value": Decimal("-1.0")}],
+            }
+        ],
         vitals=[{"id": "s-total-hip-T", **BMI}],
     ),
     "negative-integer-zero-via-json": make(
-        dxa_scans=[{"id": "s", "date": "2023",
-                    "scores": [{"site": "total-hip", "kind": "T", "value": Decimal("-0")}]}]
+        dxa_scans=[
+            {
+                "id": "s",
+                "date": "2023",
+                "scores": [{"site": "total-hip", "kind": "T", "value": Decimal("-0")}],
+            }
+        ]
     ),
 }
 
