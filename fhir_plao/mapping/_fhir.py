@@ -286,17 +286,8 @@ def read_concept(
         return None, None
     if not isinstance(cc, dict):
         raise r.error(path, "expected a CodeableConcept")
-    key: str | None = None
     codings = r.items(*path, "coding")
-    for coding in codings:
-        if not isinstance(coding, dict):
-            continue
-        for candidate in TERMINOLOGY.keys_for(coding.get("system"), coding.get("code")):
-            if TERMINOLOGY.concept(candidate).kind in kinds:
-                key = candidate
-                break
-        if key is not None:
-            break
+    key = _key_of_codings(codings, kinds)
     text = r.peek(*path, "text")
     if text is not None and not isinstance(text, str):
         raise r.error((*path, "text"), "expected a string")
@@ -326,6 +317,27 @@ def read_concept(
         r.mark(*path, "text")
         return key, text
     return key, None
+
+
+def _key_of_codings(codings: list[Any], kinds: tuple[str, ...]) -> str | None:
+    """The code-table key the codings name. A coding that names one concept wins over one that
+    several share (an ATC code names the substance of every product that holds it); among
+    those, a concept without a strength (the substance itself) comes first."""
+    shared: list[str] = []
+    for coding in codings:
+        if not isinstance(coding, dict):
+            continue
+        candidates = [
+            k
+            for k in TERMINOLOGY.keys_for(coding.get("system"), coding.get("code"))
+            if TERMINOLOGY.concept(k).kind in kinds
+        ]
+        if len(candidates) == 1:
+            return candidates[0]
+        shared.extend(c for c in candidates if c not in shared)
+    if not shared:
+        return None
+    return sorted(shared, key=lambda k: "strength" in TERMINOLOGY.concept(k).extra)[0]
 
 
 def concept_name(r: Reader, path: Path) -> str:

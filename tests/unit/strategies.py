@@ -163,13 +163,13 @@ def decimals(*, positive: bool = False) -> st.SearchStrategy[Decimal]:
 
 
 @cache
-def whens(*, fhir_valid: bool = False, date_only: bool = False) -> st.SearchStrategy[str]:
-    return _whens(fhir_valid=fhir_valid, date_only=date_only)
+def whens(*, date_only: bool = False) -> st.SearchStrategy[str]:
+    """A FHIR date (YYYY, YYYY-MM, YYYY-MM-DD) or dateTime (seconds and an offset), as text."""
+    return _whens(date_only=date_only)
 
 
 @st.composite
-def _whens(draw: Draw[Any], *, fhir_valid: bool = False, date_only: bool = False) -> str:
-    """A FHIR date (YYYY, YYYY-MM, YYYY-MM-DD) or dateTime with an offset, precision kept."""
+def _whens(draw: Draw[Any], *, date_only: bool = False) -> str:
     year = draw(st.one_of(st.integers(1990, 2030), st.integers(1, 9999)))
     shape = draw(st.sampled_from(("Y", "YM", "YMD") if date_only else ("Y", "YM", "YMD", "DT")))
     if shape == "Y":
@@ -181,19 +181,16 @@ def _whens(draw: Draw[Any], *, fhir_valid: bool = False, date_only: bool = False
     date = f"{year:04d}-{month:02d}-{day:02d}"
     if shape == "YMD":
         return date
-    time = f"{draw(st.integers(0, 23)):02d}:{draw(st.integers(0, 59)):02d}"
-    if fhir_valid or draw(st.booleans()):
-        time += f":{draw(st.integers(0, 59)):02d}"
-        if draw(st.booleans()):
-            digits = draw(st.integers(1, 9))
-            time += "." + "".join(
-                str(d) for d in draw(st.lists(st.integers(0, 9), min_size=digits, max_size=digits))
-            )
+    h, m, sec = draw(st.integers(0, 23)), draw(st.integers(0, 59)), draw(st.integers(0, 59))
+    time = f"{h:02d}:{m:02d}:{sec:02d}"
+    if draw(st.booleans()):
+        digits = draw(st.lists(st.integers(0, 9), min_size=1, max_size=9))
+        time += "." + "".join(map(str, digits))
     if draw(st.booleans()):
         offset = "Z"
     else:
         hours = draw(st.integers(0, 14))
-        minutes = 0 if (fhir_valid and hours == 14) else draw(st.sampled_from((0, 30, 45, 59)))
+        minutes = 0 if hours == 14 else draw(st.sampled_from((0, 30, 45, 59)))
         offset = f"{draw(st.sampled_from('+-'))}{hours:02d}:{minutes:02d}"
     return f"{date}T{time}{offset}"
 
@@ -201,28 +198,31 @@ def _whens(draw: Draw[Any], *, fhir_valid: bool = False, date_only: bool = False
 # --------------------------------------------------------------------------- ids
 
 _ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-."
+#: includes ids shaped like those the mapping derives from items (they must not collide)
 SAMPLE_IDS = (
     "p1",
-    "pregnancy-1",
-    "lab-1",
-    "dxa.2023-06",
+    "p1-delivery",
+    "p1-anaesthesia",
+    "p1-lactation",
+    "p1-lactation-1",
+    "follow-up",
+    "outcome-1",
+    "s1-total-hip-T",
+    "i1-finding-1",
+    "c1-activity-2",
+    "dxa-2023-06-14",
     "a",
-    "A",
     "0",
     "-",
     ".",
     "1.50",
     "x" * 64,
 )
-_DXA_SITES = "|".join(re.escape(k) for k in TERMINOLOGY.keys_of("dxa-site"))
-_DERIVED = re.compile(
-    rf"^follow-up$|-(delivery|anaesthesia|lactation|finding-\d+)$|-({_DXA_SITES})-(T|Z|BMD)$"
-)
 ids = st.one_of(
     st.sampled_from(SAMPLE_IDS),
     st.text(_ID_CHARS, min_size=1, max_size=10),
     st.text(_ID_CHARS, min_size=60, max_size=64),
-).filter(lambda s: not _DERIVED.search(s))
+)
 
 
 class _Ids:
@@ -246,28 +246,26 @@ def _not_in(taken: set[str]) -> Callable[[str], bool]:
     return lambda value: value not in taken
 
 
-def _subset(
-    draw: Draw[Any], pool: Sequence[str], max_size: int = 2, unique: bool = False
-) -> tuple[str, ...]:
-    """Some of ``pool`` (a reference may name one item twice: the model allows it)."""
+def _some(draw: Draw[Any], pool: Sequence[str], max_size: int = 2) -> tuple[str, ...]:
+    """Some of ``pool``, maybe one twice (the model allows a reference to repeat)."""
     if not pool:
         return ()
-    return tuple(draw(st.lists(st.sampled_from(list(pool)), max_size=max_size, unique=unique)))
+    return tuple(draw(st.lists(st.sampled_from(list(pool)), max_size=max_size)))
 
 
 # --------------------------------------------------------------------------- models
 
 
 @st.composite
-def patients(draw: Draw[Any], *, fhir_valid: bool = False) -> Patient:
+def patients(draw: Draw[Any]) -> Patient:
     system = draw(
         st.one_of(
             st.sampled_from(
                 (
                     "http://fhir-plao.example.org/fhir/case-id",
+                    "http://fhir-plao.example.org/fhir/item-id",  # the system of our item ids
                     "https://hospital.example.org/mrn",
                     "urn:oid:1.2.3.4.5",
-                    "http://fhir-plao.example.org/fhir/item-id",  # the system of our item ids
                     "urn:uuid:4e1c7f2a-0d5b-4d0b-9b1e-2f0c3a1b5d6e",
                 )
             ),
@@ -281,22 +279,18 @@ def patients(draw: Draw[Any], *, fhir_valid: bool = False) -> Patient:
     )
     return Patient(
         identifier_system=system,
-        identifier=draw(
-            st.one_of(st.sampled_from(("plao-0001", "a/b", "Ö-123")), texts(fhir_valid=fhir_valid))
-        ),
-        # FHIR's birthDate is a date: a time there is not valid FHIR (see NOT_FHIR in the tests)
-        birth_date=draw(opt(whens(fhir_valid=fhir_valid, date_only=fhir_valid))),
+        identifier=draw(st.one_of(st.sampled_from(("plao-0001", "a/b", "Ö-123", "/")), texts())),
+        birth_date=draw(opt(whens(date_only=True))),
         sex=draw(st.sampled_from(("female", "male", "other", "unknown"))),
     )
 
 
 @st.composite
-def cases(draw: Draw[Any], *, fhir_valid: bool = False, max_items: int = 2) -> Case:
-    """A valid case; each list holds 0..``max_items`` items."""
-    fv = fhir_valid
+def cases(draw: Draw[Any], *, max_items: int = 2) -> Case:
+    """A valid case; each list holds 0..``max_items`` items (labs and diagnoses one more)."""
     ident = _Ids(draw)
-    when = whens(fhir_valid=fv)
-    text = texts(fhir_valid=fv)
+    when = whens()
+    text = texts()
     opt_text = opt(text)
     n = st.integers(0, max_items)
 
@@ -319,17 +313,15 @@ def cases(draw: Draw[Any], *, fhir_valid: bool = False, max_items: int = 2) -> C
                 note=draw(opt_text),
             )
         )
-    lactations = []
-    for pregnancy in _subset(draw, [p.id for p in pregnancies], unique=True):
-        which = draw(st.sampled_from(("both", "start", "stopped")))
-        lactations.append(
-            Lactation(
-                pregnancy=pregnancy,
-                start=draw(when) if which != "stopped" else None,
-                stopped=draw(when) if which != "start" else None,
-                stop_reason=draw(opt_text),
-            )
+    lactations = [
+        Lactation(
+            pregnancy=pregnancy,
+            start=draw(opt(when)),
+            stopped=draw(opt(when)),
+            stop_reason=draw(opt_text),
         )
+        for pregnancy in _some(draw, [p.id for p in pregnancies], max_size=max_items + 1)
+    ]
     status_observations = []
     for _ in range(draw(n)):
         question = draw(st.sampled_from(keys("status-question")))
@@ -362,7 +354,7 @@ def cases(draw: Draw[Any], *, fhir_valid: bool = False, max_items: int = 2) -> C
     ]
     findings = []
     for _ in range(draw(n)):
-        concept, name = draw(named(("condition", "finding"), fhir_valid=fv))
+        concept, name = draw(named(("condition", "finding")))
         findings.append(
             Finding(
                 id=ident.new(),
@@ -397,7 +389,7 @@ def cases(draw: Draw[Any], *, fhir_valid: bool = False, max_items: int = 2) -> C
         for _ in range(draw(n))
     ]
     labs = [
-        draw(lab_results(ident.new(), [p.id for p in lab_panels], fhir_valid=fv))
+        draw(lab_results(ident.new(), tuple(p.id for p in lab_panels)))
         for _ in range(draw(st.integers(0, max_items + 1)))
     ]
 
@@ -411,31 +403,29 @@ def cases(draw: Draw[Any], *, fhir_valid: bool = False, max_items: int = 2) -> C
         )
         for _ in range(draw(n))
     ]
-    imaging = []
-    for _ in range(draw(n)):
-        pool = draw(st.sampled_from(("coded", "text-only")))
-        choices = [k for k in keys("imaging") if coded(k) == (pool == "coded")]
-        imaging.append(
-            ImagingStudy(
-                id=ident.new(),
-                concepts=tuple(
-                    draw(st.lists(st.sampled_from(choices), min_size=1, max_size=2, unique=True))
-                ),
-                date=draw(when),
-                findings=tuple(draw(st.lists(text, max_size=3))),
-                conclusion=draw(opt_text),
-            )
+    imaging = [
+        ImagingStudy(
+            id=ident.new(),
+            concepts=tuple(
+                draw(
+                    st.lists(st.sampled_from(keys("imaging")), min_size=1, max_size=3, unique=True)
+                )
+            ),
+            date=draw(when),
+            findings=tuple(draw(st.lists(text, max_size=3))),
+            conclusion=draw(opt_text),
         )
+        for _ in range(draw(n))
+    ]
     study_ids = [s.id for s in imaging]
 
     # -- conditions
     fractures: list[Fracture] = []
-    sites = [k for k in keys("vertebra", "fracture-site") if k not in BAD_FRACTURE_SITES]
     for _ in range(draw(n)):
-        site = draw(st.sampled_from(sites))
+        site = draw(st.sampled_from(keys("vertebra", "fracture-site")))
         taken = {f.onset for f in fractures if f.site == site}
         extra: dict[str, Any] = {}
-        if draw(st.booleans()):
+        if draw(st.booleans()):  # else the default, vertebral-compression-fracture
             extra["concept"] = draw(st.sampled_from(keys("condition")))
         fractures.append(
             Fracture(
@@ -444,14 +434,14 @@ def cases(draw: Draw[Any], *, fhir_valid: bool = False, max_items: int = 2) -> C
                 onset=draw(when.filter(_not_in(taken))),
                 recorded=draw(opt(when)),
                 healed=draw(opt(when)),
-                evidence=_subset(draw, study_ids),
+                evidence=_some(draw, study_ids),
                 note=draw(opt_text),
                 **extra,
             )
         )
     diagnoses = []
     for _ in range(draw(st.integers(0, max_items + 1))):
-        concept, name = draw(named(("condition",), fhir_valid=fv))
+        concept, name = draw(named(("condition",)))
         verification = draw(
             st.sampled_from(("confirmed", "provisional", "differential", "refuted"))
         )
@@ -472,23 +462,21 @@ def cases(draw: Draw[Any], *, fhir_valid: bool = False, max_items: int = 2) -> C
                 onset=draw(opt(when)),
                 recorded=draw(opt(when)),
                 abatement=draw(opt(when)),
-                evidence=_subset(draw, study_ids),
+                evidence=_some(draw, study_ids),
                 note=draw(opt_text),
             )
         )
-    condition_ids = [d.id for d in diagnoses] + [f.id for f in fractures]
+    condition_ids = tuple([d.id for d in diagnoses] + [f.id for f in fractures])
 
     # -- treatment and care
-    medications = [
-        draw(medications_(ident.new(), condition_ids, fhir_valid=fv)) for _ in range(draw(n))
-    ]
+    medications = [draw(medications_(ident.new(), condition_ids)) for _ in range(draw(n))]
     care = []
     for _ in range(draw(n)):
         kind = draw(st.sampled_from(("procedure", "plan")))
-        concept, name = draw(named(("procedure",), fhir_valid=fv))
+        concept, name = draw(named(("procedure",)))
         statuses = ["not-started", "scheduled", "in-progress", "on-hold", "completed", "stopped"]
         if kind == "procedure":
-            statuses.remove("scheduled")
+            statuses.remove("scheduled")  # the model's rule: a procedure is never scheduled
         care.append(
             Care(
                 id=ident.new(),
@@ -503,14 +491,15 @@ def cases(draw: Draw[Any], *, fhir_valid: bool = False, max_items: int = 2) -> C
         )
     follow_up = None
     if draw(st.booleans()):
-        phases = draw(st.lists(follow_up_phases(fhir_valid=fv), max_size=max_items))
-        outcomes = draw(st.lists(outcomes_(fhir_valid=fv), max_size=max_items))
-        if phases or outcomes:
-            follow_up = FollowUp(phases=tuple(phases), outcomes=tuple(outcomes))
+        # may be empty: the model then holds None, its one spelling of "no follow-up"
+        follow_up = FollowUp(
+            phases=tuple(draw(st.lists(follow_up_phases(), max_size=max_items))),
+            outcomes=tuple(draw(st.lists(outcomes(), max_size=max_items))),
+        )
 
     return Case(
         comment=draw(opt_text),
-        patient=draw(patients(fhir_valid=fv)),
+        patient=draw(patients()),
         pregnancies=tuple(pregnancies),
         lactations=tuple(lactations),
         status_observations=tuple(status_observations),
@@ -530,19 +519,15 @@ def cases(draw: Draw[Any], *, fhir_valid: bool = False, max_items: int = 2) -> C
 
 
 @st.composite
-def named(
-    draw: Draw[Any], kinds: tuple[str, ...], *, fhir_valid: bool = False
-) -> tuple[str | None, str | None]:
+def named(draw: Draw[Any], kinds: tuple[str, ...]) -> tuple[str | None, str | None]:
     """(concept, text) for a ``_Named`` item: a key, a coded key with a text override, or text."""
     how = draw(st.sampled_from(("key", "key+text", "text")))
     if how == "text":
-        return None, draw(free_names(fhir_valid=fhir_valid))
+        return None, draw(free_names())
     key = draw(st.sampled_from(keys(*kinds)))
     if how == "key+text" and coded(key):
         # an override; one equal to the table's text is dropped by the model, which is fine
-        return key, draw(
-            st.one_of(texts(fhir_valid=fhir_valid), st.just(TERMINOLOGY.concept(key).text))
-        )
+        return key, draw(st.one_of(texts(), st.just(TERMINOLOGY.concept(key).text)))
     return key, None
 
 
@@ -554,41 +539,40 @@ def _units_of(key: str) -> tuple[str, ...]:
 
 
 @st.composite
-def lab_results(
-    draw: Draw[Any], lab_id: str, panel_ids: Sequence[str], *, fhir_valid: bool = False
-) -> LabResult:
+def lab_results(draw: Draw[Any], lab_id: str, panel_ids: tuple[str, ...]) -> LabResult:
+    """A lab: a figure with its unit, a text, or neither; a unit also when a range bound has one."""
     test = draw(st.sampled_from(keys("lab")))
-    opt_text = opt(texts(fhir_valid=fhir_valid))
     shape = draw(st.sampled_from(("value", "value_text", "none")))
     value = draw(decimals()) if shape == "value" else None
-    value_text = draw(texts(fhir_valid=fhir_valid)) if shape == "value_text" else None
+    value_text = draw(texts()) if shape == "value_text" else None
     rr = None
     if draw(st.booleans()):
         low, high = draw(opt(decimals())), draw(opt(decimals()))
         if low is not None and high is not None and low > high:
             low, high = high, low
-        rr_text = draw(opt_text)
+        rr_text = draw(opt(texts()))
         if low is None and high is None and rr_text is None:
-            rr_text = draw(texts(fhir_valid=fhir_valid))
+            rr_text = draw(texts())
         rr = ReferenceRange(low=low, high=high, text=rr_text)
-    has_bound = rr is not None and (rr.low is not None or rr.high is not None)
-    unit = draw(st.sampled_from(_units_of(test))) if value is not None or has_bound else None
+    bounded = rr is not None and (rr.low is not None or rr.high is not None)
+    unit = draw(st.sampled_from(_units_of(test))) if value is not None or bounded else None
     return LabResult(
         id=lab_id,
         test=test,
-        panel=draw(opt(st.sampled_from(list(panel_ids)))) if panel_ids else None,
-        date=draw(whens(fhir_valid=fhir_valid)),
+        panel=draw(opt(st.sampled_from(panel_ids))) if panel_ids else None,
+        date=draw(whens()),
         value=value,
         value_text=value_text,
         unit=unit,
         reference_range=rr,
         interpretation=draw(opt(st.sampled_from(("H", "L", "N", "A", "HH", "LL")))),
-        note=draw(opt_text),
+        note=draw(opt(texts())),
     )
 
 
 @st.composite
 def dxa_scores(draw: Draw[Any]) -> tuple[DxaScore, ...]:
+    """1-3 scores, each (site, kind) once, of the kinds each site supports."""
     pairs = [
         (site, kind)
         for site in keys("dxa-site")
@@ -597,8 +581,7 @@ def dxa_scores(draw: Draw[Any]) -> tuple[DxaScore, ...]:
     chosen = draw(st.lists(st.sampled_from(pairs), min_size=1, max_size=3, unique=True))
     scores = []
     for site, kind in chosen:
-        score_key = TERMINOLOGY.dxa_score_key(site, kind)
-        units = TERMINOLOGY.concept(score_key).units
+        units = TERMINOLOGY.concept(TERMINOLOGY.dxa_score_key(site, kind)).units
         if kind == "BMD":
             value, unit = draw(decimals(positive=True)), draw(st.sampled_from(units))
         else:
@@ -608,13 +591,10 @@ def dxa_scores(draw: Draw[Any]) -> tuple[DxaScore, ...]:
 
 
 @st.composite
-def medications_(
-    draw: Draw[Any], med_id: str, condition_ids: Sequence[str], *, fhir_valid: bool = False
-) -> Medication:
+def medications_(draw: Draw[Any], med_id: str, condition_ids: tuple[str, ...]) -> Medication:
     dose = draw(opt(decimals(positive=True)))
     period = draw(opt(decimals(positive=True)))
-    when = whens(fhir_valid=fhir_valid)
-    start, end = draw(opt(when)), draw(opt(when))
+    start, end = draw(opt(whens())), draw(opt(whens()))
     if start is not None and end is not None and _before(end, start):
         start, end = end, start
     return Medication(
@@ -624,37 +604,35 @@ def medications_(
         dose_unit=draw(st.sampled_from(_GENERIC_UNITS)) if dose is not None else None,
         frequency=draw(opt(st.integers(1, 6))) if period is not None else None,
         period=period,
-        period_unit=draw(st.sampled_from(("h", "d", "wk", "mo", "a")))
-        if period is not None
-        else None,
+        period_unit=None if period is None else draw(st.sampled_from(("h", "d", "wk", "mo", "a"))),
         route=draw(opt(st.sampled_from(keys("route")))),
         start=start,
         end=end,
         status=draw(st.sampled_from(("active", "completed", "stopped", "on-hold", "intended"))),
-        reason=_subset(draw, condition_ids),
-        note=draw(opt(texts(fhir_valid=fhir_valid))),
+        reason=_some(draw, condition_ids),
+        note=draw(opt(texts())),
     )
 
 
-def follow_up_phases(*, fhir_valid: bool = False) -> st.SearchStrategy[FollowUpPhase]:
-    when = whens(fhir_valid=fhir_valid)
+@cache
+def follow_up_phases() -> st.SearchStrategy[FollowUpPhase]:
+    statuses = ("not-started", "scheduled", "in-progress", "on-hold", "completed", "stopped")
     return st.builds(
         FollowUpPhase,
         every=st.integers(1, 24),
         unit=st.sampled_from(("d", "wk", "mo", "a")),
-        start=when,
-        end=when,
-        status=st.sampled_from(
-            ("not-started", "scheduled", "in-progress", "on-hold", "completed", "stopped")
-        ),
-        description=opt(texts(fhir_valid=fhir_valid)),
+        start=whens(),
+        end=whens(),
+        status=st.sampled_from(statuses),
+        description=opt(texts()),
     )
 
 
-def outcomes_(*, fhir_valid: bool = False) -> st.SearchStrategy[Outcome]:
+@cache
+def outcomes() -> st.SearchStrategy[Outcome]:
     return st.builds(
         Outcome,
-        date=whens(fhir_valid=fhir_valid),
-        summary=texts(fhir_valid=fhir_valid),
-        findings=st.lists(texts(fhir_valid=fhir_valid), max_size=3).map(tuple),
+        date=whens(),
+        summary=texts(),
+        findings=st.lists(texts(), max_size=3).map(tuple),
     )

@@ -115,3 +115,16 @@ def test_medication_request_is_read_as_a_medication(example_bundle: dict[str, An
     doses = {(m.drug, str(m.dose), m.period_unit) for m in result.case.medications}
     assert ("alendronate-70mg-tablet", "70", "wk") in doses
     assert len(result.case.medications) == 4
+
+
+def test_an_atc_code_alone_names_the_substance_not_a_product(
+    example_bundle: dict[str, Any],
+) -> None:
+    for entry in example_bundle["entry"]:
+        concept = entry["resource"].get("medicationCodeableConcept")
+        if concept and "904431" in str(concept):
+            concept["coding"] = [c for c in concept["coding"] if c["code"] == "M05BA04"]
+            concept["text"] = "alendronic acid"
+    result = from_fhir(example_bundle)
+    assert "alendronate" in [m.drug for m in result.case.medications]
+    assert any("alendronic acid" in u.reason for u in result.unmapped)  # the other wording
