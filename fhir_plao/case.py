@@ -679,10 +679,11 @@ def load_case(path: str | Path) -> Case:
         raise InputError(str(exc), location=str(p)) from None
 
 
-def case_to_json(case: Case) -> str:
-    """The case as JSON text (decimals exact, empty and default fields left out)."""
+def case_to_json(case: Case, *, indent: int | None = 2) -> str:
+    """The case as JSON text (decimals exact, empty and default fields left out), ending in a
+    newline; ``indent=None`` gives one line (an NDJSON record)."""
     data = case.model_dump(mode="python", exclude_defaults=True)
-    return jsonio.dumps(data, indent=2) + "\n"
+    return jsonio.dumps(data, indent=indent) + "\n"
 
 
 def _describe(exc: object) -> str:

@@ -21,7 +21,7 @@ from fhir_plao.case import Case, case_from_json, case_to_json, load_case
 from fhir_plao.compare import case_differences
 from fhir_plao.errors import FhirError, InputError
 
-__all__ = ["main", "read_fhir_file", "write_output"]
+__all__ = ["main", "read_fhir_file", "write_output", "write_output_lines"]
 
 #: modules that add subcommands with a ``register(subparsers)`` function
 _COMMAND_MODULES = ("fhir_plao.client.commands", "fhir_plao.validation")
@@ -72,6 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
     roundtrip.add_argument("input", help="case file, or - for standard input")
     roundtrip.set_defaults(func=_roundtrip)
 
+    synth = sub.add_parser(
+        "synth",
+        help="write N synthetic PLAO / osteoporosis cases as NDJSON (for load tests)",
+        description="Write N made-up, varied cases (one JSON case per line). The same seed "
+        "gives the same cases. Never real patients.",
+    )
+    synth.add_argument("count", type=_count, metavar="N", help="how many cases")
+    synth.add_argument("--seed", type=int, default=0, help="series seed (default 0)")
+    synth.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
+    synth.set_defaults(func=_synth)
+
     for name in _COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
@@ -121,6 +132,24 @@ def _roundtrip(args: argparse.Namespace) -> int:
         print(f"round trip: {len(differences)} difference(s) over {entries} resources")
         return 1
     print(f"round trip: identical ({entries} resources)")
+    return 0
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"N must be a whole number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"N must be 0 or more, not {value}")
+    return value
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from fhir_plao.synth import synth_cases
+
+    lines = (case_to_json(case, indent=None) for case in synth_cases(args.count, args.seed))
+    write_output_lines(args.output, lines)
     return 0
 
 
@@ -185,6 +214,27 @@ def write_output(path: str, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_output_lines(path: str, lines: Iterable[str]) -> None:
+    """Stream ``lines`` to ``path`` (atomically: a temporary file renamed on success) or stdout."""
+    if path == "-":
+        for line in lines:
+            sys.stdout.write(line)
+        sys.stdout.flush()
+        return
+    target = Path(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror}", location=path) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.writelines(lines)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
