@@ -21,7 +21,7 @@ import re
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -37,6 +37,7 @@ from fhir_plao.errors import InputError
 from fhir_plao.terminology import TERMINOLOGY
 
 __all__ = [
+    "SECTIONS",
     "Care",
     "Case",
     "Delivery",
@@ -594,21 +595,9 @@ class Case(_Model):
     @model_validator(mode="after")
     def _references(self) -> Self:
         ids: dict[str, str] = {}
-        for field in (
-            "pregnancies",
-            "status_observations",
-            "symptoms",
-            "findings",
-            "vitals",
-            "lab_panels",
-            "labs",
-            "dxa_scans",
-            "imaging",
-            "fractures",
-            "diagnoses",
-            "medications",
-            "care",
-        ):
+        for field, model in SECTIONS.items():
+            if "id" not in model.model_fields:
+                continue
             for i, item in enumerate(getattr(self, field)):
                 if item.id in ids:
                     raise ValueError(
@@ -643,6 +632,14 @@ class Case(_Model):
             ):
                 raise ValueError(f"fractures[{i}].site: {f.site} listed twice with one onset")
         return self
+
+
+#: The case's lists of items, in model order: field name -> the model of its items.
+SECTIONS: dict[str, type[_Model]] = {
+    name: get_args(field.annotation)[0]
+    for name, field in Case.model_fields.items()
+    if get_origin(field.annotation) is tuple
+}
 
 
 # --------------------------------------------------------------------------- reading & writing

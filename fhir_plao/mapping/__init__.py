@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
-from fhir_plao.case import Case, _describe
+from fhir_plao.case import SECTIONS, Case, _describe
 from fhir_plao.errors import MappingError
 from fhir_plao.mapping import conditions, medications, observations, procedures, reports
 from fhir_plao.mapping._fhir import JSON, Reader, Unmapped, read_concept, read_concepts
@@ -77,25 +77,6 @@ class MappingResult:
 
     case: Case
     unmapped: list[Unmapped] = field(default_factory=list)
-
-
-#: Case list fields in model order, with the model class of their items.
-_SECTIONS = (
-    "pregnancies",
-    "lactations",
-    "status_observations",
-    "symptoms",
-    "findings",
-    "vitals",
-    "lab_panels",
-    "labs",
-    "dxa_scans",
-    "imaging",
-    "fractures",
-    "diagnoses",
-    "medications",
-    "care",
-)
 
 
 class _CaseBuilder:
@@ -388,32 +369,16 @@ def _assemble(b: _CaseBuilder, patient_where: str, patient_fields: dict[str, Any
     """Build the Case item by item: an item that does not validate is reported, not fatal."""
     from fhir_plao import case as m
 
-    models: dict[str, type[Any]] = {
-        "pregnancies": m.Pregnancy,
-        "lactations": m.Lactation,
-        "status_observations": m.StatusObservation,
-        "symptoms": m.Symptom,
-        "findings": m.Finding,
-        "vitals": m.Vital,
-        "lab_panels": m.LabPanel,
-        "labs": m.LabResult,
-        "dxa_scans": m.DxaScan,
-        "imaging": m.ImagingStudy,
-        "fractures": m.Fracture,
-        "diagnoses": m.Diagnosis,
-        "medications": m.Medication,
-        "care": m.Care,
-    }
     try:
         patient_model = m.Patient.model_validate(_clean(patient_fields))
     except PydanticValidationError as exc:
         raise MappingError(_describe(exc), location=patient_where) from None
     built: dict[str, list[Any]] = {}
-    for section in _SECTIONS:
+    for section, model in SECTIONS.items():
         built[section] = []
         for where, raw in b.sections.get(section, []):
             try:
-                built[section].append(models[section].model_validate(_clean(raw)))
+                built[section].append(model.model_validate(_clean(raw)))
             except PydanticValidationError as exc:
                 b.unmapped.append(Unmapped(where, f"not mapped: {_describe(exc)}"))
     _drop_dangling(built, b)
