@@ -1,0 +1,422 @@
+"""Bulk push: many cases, streamed, with bounded concurrency, a journal and dead letters.
+
+The pipeline (one event loop, one pooled :class:`~fhir_plao.client.AsyncFhirClient`)::
+
+    input ──read, parse, hash, --resume check──▶ queue (bounded) ──▶ N workers:
+        to_fhir + validate + split (a worker thread) ──▶ transaction(s), one part after another
+        ──▶ journal (confirmed) or dead letter (failed), summary, progress
+
+* Memory stays flat in the number of cases: the input is read lazily, the queue holds at most
+  ``concurrency`` cases and at most ``concurrency`` more are being worked on. What grows is
+  the set of journal keys read for ``--resume`` (a hash per confirmed case).
+* Mapping and validation are CPU work: they run in one worker thread at a time (under the GIL
+  more threads gain nothing), so the event loop keeps sending and receiving meanwhile.
+* Cases of the same patient (the same identifier: the same resource ids) are sent in input
+  order, one after the other, never concurrently; a later line updates what an earlier one
+  wrote.
+* A case counts as confirmed once every part of its Bundle was accepted; the journal record is
+  written and flushed then. Parts are sent in order (see :func:`split_transaction`); when a part
+  fails, the parts before it stay applied (they are PUTs of deterministic ids, so pushing the
+  case again completes it) and the dead letter says how many were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+import anyio.abc
+
+from fhir_plao import jsonio
+from fhir_plao.bulk._progress import Progress, PushSummary
+from fhir_plao.bulk._records import (
+    MAX_LOCATIONS,
+    MAX_TEXT,
+    DeadLetter,
+    Failure,
+    Journal,
+    Location,
+    case_digest,
+    failure_from_error,
+    patient_key,
+)
+from fhir_plao.bulk._sources import CaseSource
+from fhir_plao.bulk._split import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, split_transaction
+from fhir_plao.client._core import push_result
+from fhir_plao.errors import FhirError, InputError
+
+if TYPE_CHECKING:
+    from fhir_plao.case import Case
+    from fhir_plao.client.aio import AsyncFhirClient
+
+__all__ = ["CaseResult", "PushOptions", "push_cases"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PushOptions:
+    """How a bulk push runs.
+
+    ``journal`` and ``dead_letter`` are the two record files (see :mod:`fhir_plao.bulk`);
+    ``resume`` skips the cases the journal already holds (else the journal starts afresh);
+    ``concurrency`` is the number of cases in flight; ``max_entries`` / ``max_bytes`` bound
+    each transaction (None: no bound); ``validate`` checks each Bundle against R4 and the
+    profiles before sending (a case that fails is not sent).
+    """
+
+    journal: Path
+    dead_letter: Path
+    concurrency: int = 4
+    max_entries: int | None = DEFAULT_MAX_ENTRIES
+    max_bytes: int | None = DEFAULT_MAX_BYTES
+    validate: bool = True
+    resume: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.concurrency, int) or self.concurrency < 1:
+            raise InputError(f"concurrency must be at least 1, not {self.concurrency!r}")
+        for name in ("max_entries", "max_bytes"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise InputError(f"{name} must be a positive whole number, not {value!r}")
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    """What happened to one case: ``status`` is ``created`` / ``updated`` (confirmed, by whether
+    its Patient was new), ``skipped`` (already in the journal) or ``failed`` (``failure`` says
+    why; the dead letter has it too)."""
+
+    source: str
+    patient: str | None
+    status: Literal["created", "updated", "skipped", "failed"]
+    resources_created: int = 0
+    resources_updated: int = 0
+    transactions: int = 0
+    failure: Failure | None = None
+
+
+async def push_cases(
+    client: AsyncFhirClient,
+    sources: Iterable[CaseSource],
+    options: PushOptions,
+    *,
+    progress: Progress | None = None,
+    on_result: Callable[[CaseResult], None] | None = None,
+) -> PushSummary:
+    """Push every case of ``sources``; returns the summary (failures are in the dead letter).
+
+    Raises only for what stops the whole run: the server cannot be reached or is not FHIR R4
+    (checked first, before any case is read), a record file cannot be written, the input cannot
+    be listed -- or an exception from ``on_result``, which is called in the event loop after each
+    case is recorded (tests use it to stop a run part-way, as a kill would).
+    """
+    await client.capabilities()
+    with (
+        Journal(options.journal, resume=options.resume) as journal,
+        DeadLetter(options.dead_letter) as dead_letter,
+    ):
+        run = _BulkPush(client, options, journal, dead_letter, progress, on_result)
+        return await run.run(sources)
+
+
+@dataclass(frozen=True)
+class _Origin:
+    key: str
+    path: Path
+    line: int | None
+
+
+@dataclass(eq=False)
+class _Job:
+    origin: _Origin
+    case: Case
+    patient: str
+    digest: str
+    after: anyio.Event | None
+    done: anyio.Event
+
+
+class _Rejected(Exception):
+    """Internal: preparing a case failed; carries the failure."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.reason)
+        self.failure = failure
+
+
+class _BulkPush:
+    def __init__(
+        self,
+        client: AsyncFhirClient,
+        options: PushOptions,
+        journal: Journal,
+        dead_letter: DeadLetter,
+        progress: Progress | None,
+        on_result: Callable[[CaseResult], None] | None,
+    ) -> None:
+        self.client = client
+        self.options = options
+        self.journal = journal
+        self.dead_letter = dead_letter
+        self.progress = progress
+        self.on_result = on_result
+        self.summary = PushSummary()
+        self._last_of_patient: dict[str, anyio.Event] = {}
+        self._cpu = anyio.CapacityLimiter(1)
+
+    async def run(self, sources: Iterable[CaseSource]) -> PushSummary:
+        started = time.perf_counter()
+        send, receive = anyio.create_memory_object_stream[_Job](self.options.concurrency)
+        try:
+            with _single_exception():
+                async with anyio.create_task_group() as group:
+                    for _ in range(self.options.concurrency):
+                        group.start_soon(self._worker, receive.clone())
+                    receive.close()
+                    async with send:
+                        for source in sources:
+                            job = self._admit(source)
+                            if job is not None:
+                                await send.send(job)
+        finally:
+            self.summary.seconds = time.perf_counter() - started
+            if self.progress is not None:
+                self._show_progress(force=True)
+                self.progress.finish()
+        return self.summary
+
+    # ----------------------------------------------------------------- reading (event loop)
+
+    def _admit(self, source: CaseSource) -> _Job | None:
+        """Parse and hash a case; record it at once when it is unusable or already confirmed."""
+        self.summary.read += 1
+        origin = _Origin(source.key, source.path, source.line)
+        if source.error is not None:
+            self._failed(origin, None, Failure("read", source.error))
+            return None
+        try:
+            data = jsonio.loads(source.raw)
+        except jsonio.JsonError as exc:
+            message = str(exc)
+            if source.line is not None:  # one line of NDJSON: its column is what helps
+                message = message.replace("at line 1, column", "at column")
+            failure = Failure("json", f"{source.key}: {message}")
+            self._failed(origin, None, failure, raw=source.raw)
+            return None
+        try:
+            case = _parse_case(data, source)
+        except _Rejected as rejected:
+            self._failed(origin, _patient_of(data), rejected.failure, data=data, raw=source.raw)
+            return None
+        patient = patient_key(case)
+        digest = case_digest(case)
+        if self.options.resume and self.journal.confirmed(patient, digest):
+            self.summary.skipped += 1
+            self._report(CaseResult(origin.key, patient, "skipped"))
+            return None
+        done = anyio.Event()
+        after = self._last_of_patient.get(patient)
+        self._last_of_patient[patient] = done
+        return _Job(origin, case, patient, digest, after, done)
+
+    # ----------------------------------------------------------------- sending
+
+    async def _worker(self, receive: anyio.abc.ObjectReceiveStream[_Job]) -> None:
+        async with receive:
+            async for job in receive:
+                try:
+                    await self._push(job)
+                finally:
+                    job.done.set()
+                    if self._last_of_patient.get(job.patient) is job.done:
+                        del self._last_of_patient[job.patient]
+
+    async def _push(self, job: _Job) -> None:
+        if job.after is not None:
+            await job.after.wait()  # an earlier case of this patient is still being sent
+        try:
+            parts = await anyio.to_thread.run_sync(self._prepare, job.case, limiter=self._cpu)
+        except _Rejected as rejected:
+            self._failed(job.origin, job.patient, rejected.failure, case=job.case)
+            return
+        self.summary.sent += 1
+        created = updated = 0
+        patient_created: bool | None = None
+        for applied, part in enumerate(parts):
+            self.summary.transactions += 1
+            try:
+                response = await self.client.transaction(part)
+                result = push_result(part, response)
+            except FhirError as exc:
+                failure = failure_from_error(exc, case=job.case, bundle=part)
+                if len(parts) > 1:
+                    failure = dataclasses.replace(failure, parts_applied=applied, parts=len(parts))
+                self._failed(job.origin, job.patient, failure, case=job.case)
+                return
+            for entry in result.entries:
+                if entry.created:
+                    created += 1
+                else:
+                    updated += 1
+                if (entry.local_ref or "").startswith("Patient/"):
+                    patient_created = entry.created
+        if patient_created is None:
+            patient_created = created > 0
+        self.journal.record(
+            source=job.origin.key,
+            patient=job.patient,
+            digest=job.digest,
+            created=created,
+            updated=updated,
+            transactions=len(parts),
+        )
+        if patient_created:
+            self.summary.created += 1
+        else:
+            self.summary.updated += 1
+        self.summary.resources_created += created
+        self.summary.resources_updated += updated
+        log.debug("%s: %d created, %d updated", job.origin.key, created, updated)
+        self._report(
+            CaseResult(
+                job.origin.key,
+                job.patient,
+                "created" if patient_created else "updated",
+                created,
+                updated,
+                len(parts),
+            )
+        )
+
+    def _prepare(self, case: Case) -> list[dict[str, Any]]:
+        """to_fhir, validation and split (runs in a worker thread)."""
+        from fhir_plao.mapping import to_fhir
+        from fhir_plao.validation import ensure_valid
+
+        try:
+            bundle = to_fhir(case)
+        except FhirError as exc:
+            raise _Rejected(failure_from_error(exc, case=case, stage="mapping")) from None
+        except Exception as exc:  # a bug must not stop ten thousand other cases
+            log.exception("to_fhir failed on a case")
+            raise _Rejected(Failure("mapping", f"internal error: {exc!r}")) from None
+        if self.options.validate:
+            try:
+                ensure_valid(bundle)
+            except FhirError as exc:
+                raise _Rejected(failure_from_error(exc, case=case, bundle=bundle)) from None
+        try:
+            return split_transaction(bundle, self.options.max_entries, self.options.max_bytes)
+        except InputError as exc:
+            raise _Rejected(Failure("split", str(exc))) from None
+
+    # ----------------------------------------------------------------- recording
+
+    def _failed(
+        self,
+        origin: _Origin,
+        patient: str | None,
+        failure: Failure,
+        *,
+        case: Case | None = None,
+        data: Any = None,
+        raw: bytes | None = None,
+    ) -> None:
+        """Dead-letter a case with what there is of it: the case, else its JSON, else its text."""
+        record: dict[str, Any] = {
+            "source": origin.key,
+            "file": str(origin.path),
+            "line": origin.line,
+            "patient": patient,
+            **failure.as_json(),
+        }
+        if case is not None:
+            record["case"] = case.model_dump(mode="python", exclude_defaults=True)
+        elif isinstance(data, dict):
+            record["case"] = data
+        elif raw is not None:
+            record["text"] = _text(raw)
+        self.dead_letter.write(record)
+        self.summary.failed += 1
+        log.info("%s: failed (%s): %s", origin.key, failure.stage, failure.reason)
+        self._report(CaseResult(origin.key, patient, "failed", failure=failure))
+
+    def _report(self, result: CaseResult) -> None:
+        self._show_progress()
+        if self.on_result is not None:
+            self.on_result(result)
+
+    def _show_progress(self, *, force: bool = False) -> None:
+        if self.progress is not None:
+            s = self.summary
+            self.progress.update(s.confirmed + s.failed + s.skipped, s.failed, force=force)
+
+
+def _parse_case(data: Any, source: CaseSource) -> Case:
+    """The case in ``data`` (already parsed JSON), or :class:`_Rejected` naming the fields."""
+    from pydantic import ValidationError as PydanticValidationError
+
+    from fhir_plao.case import Case, case_from_json
+
+    locations: tuple[Location, ...] = ()
+    if isinstance(data, dict) and "resourceType" not in data:
+        try:
+            return Case.model_validate(data)
+        except PydanticValidationError as exc:
+            locations = tuple(
+                Location(field=_field_path(err["loc"]) or None, message=_message(err))
+                for err in exc.errors()[:MAX_LOCATIONS]
+            )
+    try:  # the message comes from the one rule that reads cases
+        return case_from_json(source.raw, source=source.key)
+    except InputError as exc:
+        raise _Rejected(Failure("case", str(exc), locations)) from None
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not part.startswith("function-"):
+            out += f".{part}" if out else part
+    return out
+
+
+def _message(error: Mapping[str, Any]) -> str:
+    if error.get("type") == "extra_forbidden":
+        return "unknown field (misspelled?)"
+    return str(error.get("msg", "")).removeprefix("Value error, ")
+
+
+def _patient_of(data: Any) -> str | None:
+    patient = data.get("patient") if isinstance(data, dict) else None
+    if isinstance(patient, dict) and patient.get("identifier") is not None:
+        return f"{patient.get('identifier_system')}|{patient.get('identifier')}"
+    return None
+
+
+def _text(raw: bytes) -> str:
+    text = raw.decode("utf-8", errors="replace").strip()
+    return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "…"
+
+
+@contextlib.contextmanager
+def _single_exception() -> Iterator[None]:
+    """Raise a task group's lone exception as itself, not wrapped in an exception group."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        exc: BaseException = group
+        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+            exc = exc.exceptions[0]
+        raise exc from None
