@@ -5,6 +5,16 @@ Import everything from here::
     from fhir_plao import load_case, to_fhir, from_fhir, FhirClient
 """
 
+from fhir_plao.bulk import (
+    PullOptions,
+    PullSummary,
+    PushOptions,
+    PushSummary,
+    open_cases,
+    pull_cases,
+    push_cases,
+    split_transaction,
+)
 from fhir_plao.case import Case, case_from_json, case_to_json, load_case
 from fhir_plao.client import (
     AsyncFhirClient,
@@ -39,6 +49,8 @@ from fhir_plao.errors import (
     ValidationError,
 )
 from fhir_plao.mapping import MappingResult, Unmapped, from_fhir, to_fhir
+from fhir_plao.synth import synth_cases
+from fhir_plao.validation import Issue, Validator, ensure_valid, validate
 
 __all__ = [
     "AsyncFhirClient",
@@ -51,12 +63,17 @@ __all__ = [
     "FhirError",
     "Gone",
     "InputError",
+    "Issue",
     "MappingError",
     "MappingResult",
     "NotFound",
     "OutcomeIssue",
     "PreconditionFailed",
+    "PullOptions",
+    "PullSummary",
+    "PushOptions",
     "PushResult",
+    "PushSummary",
     "RateLimited",
     "RetryPolicy",
     "SearchResults",
@@ -70,11 +87,19 @@ __all__ = [
     "Unmapped",
     "Unprocessable",
     "ValidationError",
+    "Validator",
     "WriteResult",
     "case_differences",
     "case_from_json",
     "case_to_json",
+    "ensure_valid",
     "from_fhir",
     "load_case",
+    "open_cases",
+    "pull_cases",
+    "push_cases",
+    "split_transaction",
+    "synth_cases",
     "to_fhir",
+    "validate",
 ]
