@@ -143,7 +143,8 @@ class PushSummary:
 class PullSummary:
     """What a bulk pull did: ``found`` patients matched, ``written`` cases, ``failed`` patients
     in the dead letter, ``unmapped`` written cases with elements that could not be mapped,
-    ``incomplete`` when the server stopped the patient search before its total."""
+    ``incomplete`` when the patient search gave fewer distinct patients than its total (the
+    server stopped early, or listed a patient twice in place of another)."""
 
     found: int = 0
     written: int = 0
@@ -163,5 +164,5 @@ class PullSummary:
             f"{self.unmapped} with unmapped elements; in {self.seconds:.2f} s{rate}"
         )
         if self.incomplete:
-            text += "; the patient search was INCOMPLETE (the server stopped early)"
+            text += "; the patient search was INCOMPLETE (fewer patients than the server's total)"
         return text

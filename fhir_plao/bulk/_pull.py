@@ -185,7 +185,10 @@ class _BulkPull:
                             aclose = getattr(patients, "aclose", None)
                             if aclose is not None:
                                 await aclose()
-            self.summary.incomplete = results.truncated
+            # offset paging lists a patient twice, and skips another, when a patient already
+            # read is written during the search: fewer distinct patients than the total says so
+            missed = results.total is not None and self.summary.found < results.total
+            self.summary.incomplete = results.truncated or missed
         finally:
             self.summary.seconds = time.perf_counter() - started
             if self.progress is not None:
