@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from fhir_plao import jsonio
+from fhir_plao._files import write_lines, write_text
 from fhir_plao.case import Case, case_from_json, case_to_json, load_case
 from fhir_plao.compare import case_differences
 from fhir_plao.errors import FhirError, InputError
 
-__all__ = ["main", "read_fhir_file", "write_output", "write_output_lines"]
+__all__ = ["main", "read_fhir_file", "whole_number", "write_output", "write_output_lines"]
 
 #: modules that add subcommands with a ``register(subparsers)`` function
 _COMMAND_MODULES = ("fhir_plao.client.commands", "fhir_plao.validation")
@@ -78,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Write N made-up, varied cases (one JSON case per line). The same seed "
         "gives the same cases. Never real patients.",
     )
-    synth.add_argument("count", type=_count, metavar="N", help="how many cases")
+    synth.add_argument("count", type=whole_number(0), metavar="N", help="how many cases")
     synth.add_argument("--seed", type=int, default=0, help="series seed (default 0)")
     synth.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
     synth.set_defaults(func=_synth)
@@ -135,14 +134,19 @@ def _roundtrip(args: argparse.Namespace) -> int:
     return 0
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"N must be a whole number, not {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"N must be 0 or more, not {value}")
-    return value
+def whole_number(minimum: int, what: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum`` (``what`` says what 0 means)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {minimum}{what} or more, not {value}")
+        return value
+
+    return parse
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -201,44 +205,12 @@ def read_fhir_file(path: str) -> list[Any]:
 
 def write_output(path: str, text: str) -> None:
     """Write to ``path`` atomically, or to stdout for ``-``."""
-    if path == "-":
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
-    except OSError as exc:
-        raise InputError(f"cannot write: {exc.strerror}", location=path) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, text)
 
 
 def write_output_lines(path: str, lines: Iterable[str]) -> None:
-    """Stream ``lines`` to ``path`` (atomically: a temporary file renamed on success) or stdout."""
-    if path == "-":
-        for line in lines:
-            sys.stdout.write(line)
-        sys.stdout.flush()
-        return
-    target = Path(path)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    except OSError as exc:
-        raise InputError(f"cannot write: {exc.strerror}", location=path) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.writelines(lines)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Stream ``lines`` to ``path`` (atomically) or stdout."""
+    write_lines(path, lines)
 
 
 def _report_unmapped(unmapped: Iterable[object]) -> None:

@@ -23,13 +23,13 @@ Server, token and timeout come from the options, else from ``FHIR_SERVER_URL``, 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
+from fhir_plao._files import atomic_output, write_text
+from fhir_plao.cli import whole_number
 from fhir_plao.client._core import Timeout
 from fhir_plao.client.aio import AsyncFhirClient
 from fhir_plao.client.auth import BearerAuth
@@ -205,25 +205,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     pull.set_defaults(func=run_pull)
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
-def _limit(text: str) -> int:
-    """A limit: a whole number >= 0 (0: no limit)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (no limit) or more, not {value}")
-    return value
+_positive = whole_number(1)
+_limit = whole_number(0, " (no limit)")
 
 
 def _server_options(parser: argparse.ArgumentParser) -> None:
@@ -290,7 +273,7 @@ def run_pull(args: argparse.Namespace) -> int:
         with _client(args) as fhir:
             result = fhir.pull(args.patient)
         text = case_to_json(result.case)
-        _write_atomically(args.output, text)
+        write_text(args.output, text)
     except FhirError as exc:
         return _fail("pull", exc)
     except OSError as exc:
@@ -416,45 +399,26 @@ def _run_bulk_pull(args: argparse.Namespace) -> int:
                 + (" ..." if len(result.unmapped) > 5 else "")
             )
 
-    tmp: Path | None = None
+    options = PullOptions(
+        dead_letter=dead_letter, concurrency=args.concurrency, page_size=args.page_size
+    )
     try:
-        options = PullOptions(
-            dead_letter=dead_letter, concurrency=args.concurrency, page_size=args.page_size
-        )
-        if to_stdout:
-            out = sys.stdout
-        else:
-            tmp, out = _open_beside(args.output)
+        with atomic_output(args.output) as out:
 
-        async def pull_all() -> PullSummary:
-            async with _async_client(args) as fhir:
-                return await pull_cases(
-                    fhir,
-                    out.write,
-                    options,
-                    criteria=args.search,
-                    progress=progress,
-                    on_result=report,
-                )
+            async def pull_all() -> PullSummary:
+                async with _async_client(args) as fhir:
+                    return await pull_cases(
+                        fhir,
+                        out.write,
+                        options,
+                        criteria=args.search,
+                        progress=progress,
+                        on_result=report,
+                    )
 
-        try:
             summary = anyio.run(pull_all)
-        finally:
-            if tmp is not None:
-                out.close()
-        if tmp is not None:
-            os.replace(tmp, args.output)
-            tmp = None
     except FhirError as exc:
         return _fail("pull", exc)
-    except OSError as exc:
-        return _fail(
-            "pull", InputError(f"cannot write: {exc.strerror}", location=str(exc.filename))
-        )
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
     print(
         f"fhir-plao pull: {summary.line()}",
         file=sys.stderr if to_stdout else sys.stdout,
@@ -467,13 +431,6 @@ def _run_bulk_pull(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return EXIT_OK if summary.ok else EXIT_SOME_FAILED
-
-
-def _open_beside(path: Path) -> tuple[Path, TextIO]:
-    """A temporary file beside ``path`` (renamed over it when all went well)."""
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    return Path(tmp), os.fdopen(fd, "w", encoding="utf-8", newline="\n")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -533,17 +490,3 @@ def _fail(command: str, exc: FhirError) -> int:
     return EXIT_ERROR
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it over ``path``."""
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise

@@ -52,7 +52,7 @@ def test_pull_all_from_a_server_that_is_down_exits_2_and_leaves_no_file(
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("--concurrency", "0", "must be at least 1"),
+        ("--concurrency", "0", "must be 1 or more"),
         ("--max-entries", "-1", "must be 0 (no limit) or more"),
         ("--max-bytes", "lots", "not a whole number"),
     ],

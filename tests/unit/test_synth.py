@@ -68,4 +68,4 @@ def test_a_negative_count_is_refused(capsys: pytest.CaptureFixture[str]) -> None
     with pytest.raises(SystemExit) as info:
         main(["synth", "-3"])
     assert info.value.code == 2
-    assert "N must be 0 or more" in capsys.readouterr().err
+    assert "must be 0 or more, not -3" in capsys.readouterr().err

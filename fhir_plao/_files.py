@@ -1,0 +1,59 @@
+"""Output files written all or nothing.
+
+Every command that writes a file writes it here: into a temporary file beside the target,
+flushed to disk and renamed over the target only when the whole output was written. A failed
+run leaves neither a half-written file nor the temporary one. ``-`` is standard output.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO
+
+from fhir_plao.errors import InputError
+
+__all__ = ["atomic_output", "write_lines", "write_text"]
+
+
+@contextmanager
+def atomic_output(path: str | Path) -> Iterator[TextIO]:
+    """A text stream for ``path`` that becomes the file only if the block ends without error."""
+    if str(path) == "-":
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror}", location=str(target)) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise InputError(f"cannot write: {exc.strerror}", location=str(target)) from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` (or stdout for ``-``), all or nothing."""
+    with atomic_output(path) as handle:
+        handle.write(text)
+
+
+def write_lines(path: str | Path, lines: Iterable[str]) -> None:
+    """Stream ``lines`` to ``path`` (or stdout for ``-``), all or nothing."""
+    with atomic_output(path) as handle:
+        handle.writelines(lines)
