@@ -488,5 +488,3 @@ def _validate(case: Case) -> None:
 def _fail(command: str, exc: FhirError) -> int:
     print(f"fhir-plao {command}: error: {exc}", file=sys.stderr)
     return EXIT_ERROR
-
-
