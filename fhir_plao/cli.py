@@ -20,7 +20,7 @@ from fhir_plao.case import Case, case_from_json, case_to_json, load_case
 from fhir_plao.compare import case_differences
 from fhir_plao.errors import FhirError, InputError
 
-__all__ = ["main", "read_fhir_file", "whole_number", "write_output", "write_output_lines"]
+__all__ = ["main", "read_fhir_file", "whole_number"]
 
 #: modules that add subcommands with a ``register(subparsers)`` function
 _COMMAND_MODULES = ("fhir_plao.client.commands", "fhir_plao.validation")
@@ -103,14 +103,14 @@ def _convert(args: argparse.Namespace) -> int:
         from fhir_plao.mapping import to_fhir
 
         case = _read_case(args.input)
-        write_output(args.output, jsonio.dumps(to_fhir(case), indent=2) + "\n")
+        write_text(args.output, jsonio.dumps(to_fhir(case), indent=2) + "\n")
         return 0
     from fhir_plao.mapping import from_fhir
 
     resources = read_fhir_file(args.input)
     result = from_fhir(resources)
     text = case_to_json(result.case)
-    write_output(args.output, text)
+    write_text(args.output, text)
     _report_unmapped(result.unmapped)
     return 0
 
@@ -153,7 +153,7 @@ def _synth(args: argparse.Namespace) -> int:
     from fhir_plao.synth import synth_cases
 
     lines = (case_to_json(case, indent=None) for case in synth_cases(args.count, args.seed))
-    write_output_lines(args.output, lines)
+    write_lines(args.output, lines)
     return 0
 
 
@@ -201,16 +201,6 @@ def read_fhir_file(path: str) -> list[Any]:
             at = f" (document {n + 1})" if len(documents) > 1 else ""
             raise InputError(f"not FHIR JSON{at}: no resourceType", location=where)
     return documents
-
-
-def write_output(path: str, text: str) -> None:
-    """Write to ``path`` atomically, or to stdout for ``-``."""
-    write_text(path, text)
-
-
-def write_output_lines(path: str, lines: Iterable[str]) -> None:
-    """Stream ``lines`` to ``path`` (atomically) or stdout."""
-    write_lines(path, lines)
 
 
 def _report_unmapped(unmapped: Iterable[object]) -> None:

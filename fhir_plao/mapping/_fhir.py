@@ -96,10 +96,6 @@ def quantity(value: Decimal, code: str, unit: str | None = None) -> JSON:
     }
 
 
-def item_identifier(local_id: str) -> list[JSON]:
-    return [{"system": ITEM_SYSTEM, "value": local_id}]
-
-
 def annotation(text: str | None) -> list[JSON] | None:
     return [{"text": text}] if text else None
 
@@ -433,13 +429,3 @@ def read_note(r: Reader, path: Path = ("note",)) -> str | None:
         if text:
             texts.append(text)
     return "\n\n".join(texts) if texts else None
-
-
-def read_item_id(r: Reader) -> str | None:
-    """Our own local id from ``identifier`` (system ITEM_SYSTEM), if the resource has one."""
-    for i, ident in enumerate(r.items("identifier")):
-        if isinstance(ident, dict) and ident.get("system") == ITEM_SYSTEM:
-            r.mark("identifier", i)
-            value = ident.get("value")
-            return str(value) if value is not None else None
-    return None
