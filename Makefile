@@ -1,12 +1,18 @@
-# fhir-plao: every target bootstraps what it needs (project venv, SEKMET's venv) by itself.
+# fhir-plao: every target bootstraps what it needs (project venv, SEKMET's venv, the HAPI build)
+# by itself. SERVER=sekmet (default) or SERVER=hapi picks the FHIR server of demo, bench and
+# server-*; `make test` always runs the integration suite on both.
 #
-#   make test           venv + SEKMET, then pytest (unit + integration against SEKMET), then lint
-#   make demo           venv + SEKMET, then scripts/demo.sh (convert, validate, push, pull, verdict)
-#   make lint           ruff check + mypy --strict fhir_plao
-#   make bench          venv + bench extra + SEKMET, then python -m bench (not part of `make test`):
-#                       ratios against fhir.resources, orjson, fhirpy, plain httpx; writes
+#   make test           venv + SEKMET + HAPI build, then pytest (unit + integration on SEKMET
+#                       and HAPI), then lint; HAPI needs Java 17+ and Maven (fails in one line
+#                       without them)
+#   make demo           venv + server, then scripts/demo.sh (convert, validate, push, pull, verdict)
+#   make lint           ruff check + ruff format --check + mypy --strict fhir_plao
+#   make bench          venv + bench extra + server, then python -m bench (not part of `make
+#                       test`): ratios against fhir.resources, orjson, fhirpy, plain httpx; writes
 #                       bench/RESULTS.md (~20 min; quicker: make bench BENCH_MEMORY_CASES=2000)
-#   make server-start   start SEKMET in .fhir-server/server (FHIR_PORT=auto picks a free port)
+#   make agreement      our validator and HAPI's over the agreement corpus ->
+#                       docs/validation-agreement.md
+#   make server-start   start SERVER in .fhir-server/server (FHIR_PORT=auto picks a free port)
 #   make server-stop    stop it
 #   make clean          stop servers, remove server state, out/ and caches (venvs are kept)
 #   make distclean      clean + remove .venv and .fhir-server (venvs included)
@@ -16,10 +22,11 @@ VENV       := .venv
 BIN        := $(VENV)/bin
 FHIR_PORT  ?= auto
 PYTEST_ARGS ?=
-SERVER     := $(BIN)/python scripts/fhir_server.py
+SERVER     ?= sekmet
+SERVERCTL  := $(BIN)/python scripts/fhir_server.py
 
 .DEFAULT_GOAL := test
-.PHONY: bench install server-install server-start server-stop server-status test lint demo clean distclean
+.PHONY: agreement bench install server-install servers-install server-start server-stop server-status test lint demo clean distclean
 
 # The project venv, rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -40,31 +47,42 @@ $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
 	touch $@
 
 bench: $(VENV)/.bench-installed server-install
-	$(BIN)/python -m bench --memory-cases $(BENCH_MEMORY_CASES) --runs $(BENCH_RUNS)
+	$(BIN)/python -m bench --server $(SERVER) --memory-cases $(BENCH_MEMORY_CASES) --runs $(BENCH_RUNS)
 
-# SEKMET in its own venv (.fhir-server/venv); idempotent and instant once stamped.
+# SERVER's install: SEKMET in its own venv (.fhir-server/venv), or the Maven build of
+# servers/hapi; idempotent and instant once stamped.
 server-install: install
-	$(SERVER) install
+	$(SERVERCTL) install --server $(SERVER)
+
+# Both servers, for `make test`.
+servers-install: install
+	$(SERVERCTL) install --server sekmet
+	$(SERVERCTL) install --server hapi
 
 server-start: server-install
-	$(SERVER) start --port $(FHIR_PORT)
+	$(SERVERCTL) start --server $(SERVER) --port $(FHIR_PORT)
 
 server-stop:
-	@if [ -x $(BIN)/python ]; then $(SERVER) stop; else $(PYTHON) scripts/fhir_server.py stop; fi
+	@if [ -x $(BIN)/python ]; then $(SERVERCTL) stop; else $(PYTHON) scripts/fhir_server.py stop; fi
 
 server-status:
-	$(SERVER) status
+	$(SERVERCTL) status
 
-test: install server-install
+test: install servers-install
 	$(BIN)/pytest $(PYTEST_ARGS)
 	@$(MAKE) --no-print-directory lint
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict fhir_plao
 
 demo: install server-install
-	bash scripts/demo.sh
+	SERVER=$(SERVER) bash scripts/demo.sh
+
+agreement: install
+	$(SERVERCTL) install --server hapi
+	$(BIN)/python scripts/validation_agreement.py
 
 clean:
 	-@$(PYTHON) scripts/fhir_server.py stop --state-dir .fhir-server/server
@@ -74,4 +92,4 @@ clean:
 		| xargs rm -rf
 
 distclean: clean
-	rm -rf $(VENV) .fhir-server
+	rm -rf $(VENV) .fhir-server servers/hapi/target

@@ -42,11 +42,13 @@ from fhir_plao.errors import (
     PreconditionFailed,
     RateLimited,
     ServerError,
+    StaleVersion,
     TimeoutError_,
     TransportError,
     UnexpectedResponse,
     Unprocessable,
     ValidationError,
+    ValidatorUnavailable,
 )
 from fhir_plao.mapping import MappingResult, Unmapped, from_fhir, to_fhir
 from fhir_plao.synth import synth_cases
@@ -80,6 +82,7 @@ __all__ = [
     "ServerError",
     "ServerId",
     "SmartBackendAuth",
+    "StaleVersion",
     "Timeout",
     "TimeoutError_",
     "TransportError",
@@ -88,6 +91,7 @@ __all__ = [
     "Unprocessable",
     "ValidationError",
     "Validator",
+    "ValidatorUnavailable",
     "WriteResult",
     "case_differences",
     "case_from_json",

@@ -18,7 +18,7 @@ from fhir_plao import jsonio
 from fhir_plao._files import write_lines, write_text
 from fhir_plao.case import Case, case_from_json, case_to_json, load_case
 from fhir_plao.compare import case_differences
-from fhir_plao.errors import FhirError, InputError
+from fhir_plao.errors import FhirError, InputError, ValidatorUnavailable
 
 __all__ = ["main", "read_fhir_file", "whole_number"]
 
@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return handler(args)
-    except InputError as exc:
+    except (InputError, ValidatorUnavailable) as exc:  # the job could not run
         print(f"fhir-plao: error: {exc}", file=sys.stderr)
         return 2
     except FhirError as exc:

@@ -6,13 +6,16 @@
     ├── InputError            input we were given is unusable (file, JSON, case field, FHIR element)
     │   └── MappingError      FHIR content that cannot become a case (names the element path)
     ├── ValidationError       a resource breaks a profile (carries the issues)
+    ├── ValidatorUnavailable  HAPI's validator cannot run here (no Java, no checkout to build)
     ├── TransportError        no usable response: connect / read timeouts, resets
     │   └── TimeoutError_     the request timed out
     ├── UnexpectedResponse    a response we cannot use: not FHIR R4, a next link off the server,
     │                         HTML or the wrong resource where FHIR JSON was due
     └── ServerError           the server answered with an error status
         ├── NotFound 404, Gone 410, Conflict 409, PreconditionFailed 412,
-        └── Unprocessable 422, RateLimited 429
+        ├── Unprocessable 422, RateLimited 429
+        └── StaleVersion          an If-Match named an old version: 412 by R4, 409 by HAPI;
+                                  both a Conflict and a PreconditionFailed
 """
 
 from __future__ import annotations
@@ -31,11 +34,13 @@ __all__ = [
     "PreconditionFailed",
     "RateLimited",
     "ServerError",
+    "StaleVersion",
     "TimeoutError_",
     "TransportError",
     "UnexpectedResponse",
     "Unprocessable",
     "ValidationError",
+    "ValidatorUnavailable",
 ]
 
 
@@ -62,6 +67,10 @@ class ValidationError(FhirError):
     def __init__(self, message: str, issues: Sequence[Any] = ()) -> None:
         self.issues = list(issues)
         super().__init__(message)
+
+
+class ValidatorUnavailable(FhirError):
+    """HAPI's validator cannot run here (no Java, no build, or it died): the job could not run."""
 
 
 class TransportError(FhirError):
@@ -154,6 +163,15 @@ class Conflict(ServerError):
 
 class PreconditionFailed(ServerError):
     """412: a precondition failed, or a conditional operation matched several resources."""
+
+
+class StaleVersion(Conflict, PreconditionFailed):
+    """An ``If-Match`` named a version that is no longer the current one.
+
+    R4 answers 412; HAPI FHIR answers 409 (``HAPI-0989`` update, ``0961`` delete, ``0974``
+    patch). Either way the write was not applied: read the resource again and retry. Caught as
+    ``PreconditionFailed`` and as ``Conflict`` alike; ``status`` says which the server sent.
+    """
 
 
 class Unprocessable(ServerError):

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# End-to-end demo against a real FHIR R4 server (SEKMET on 127.0.0.1, fresh database):
+# End-to-end demo against a real FHIR R4 server on 127.0.0.1 with a fresh database: SEKMET by
+# default, HAPI FHIR with SERVER=hapi (`make demo SERVER=hapi`):
 #   convert the example case to a transaction Bundle, validate it, push the case to the server,
 #   pull it back by patient id and compare it with the original ("round-trip verdict: identical").
 # The server is always stopped at the end; the script exits non-zero if any step failed.
-# Run it with `make demo` (which installs the project venv and SEKMET first).
+# Run it with `make demo` (which installs the project venv and the server first).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ STATE_DIR="$ROOT/.fhir-server/demo"
 CASE="examples/plao-case.json"
 OUT="out"
 FHIR_PORT="${FHIR_PORT:-auto}"
+SERVER="${SERVER:-sekmet}"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
@@ -30,7 +32,7 @@ cleanup() {
     if [[ $rc -eq 0 ]]; then
         printf '\ndemo: all steps passed\n' >&2
     else
-        printf '\ndemo: FAILED (exit %s); server log: %s/sekmet.log\n' "$rc" "$STATE_DIR" >&2
+        printf '\ndemo: FAILED (exit %s); server log: %s/server.log\n' "$rc" "$STATE_DIR" >&2
     fi
     exit "$rc"
 }
@@ -38,8 +40,9 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-step "starting SEKMET (fresh database) in $STATE_DIR"
-URL="$("$PY" scripts/fhir_server.py start --port "$FHIR_PORT" --state-dir "$STATE_DIR" --fresh)"
+step "starting $SERVER (fresh database) in $STATE_DIR"
+URL="$("$PY" scripts/fhir_server.py start --server "$SERVER" --port "$FHIR_PORT" \
+    --state-dir "$STATE_DIR" --fresh)"
 echo "FHIR server: $URL" >&2
 
 mkdir -p "$OUT"

@@ -1,28 +1,37 @@
 #!/usr/bin/env python3
-"""Manage a local SEKMET FHIR R4 server (``sekmet-fhir==0.1.1``) for tests and the demo.
+"""Manage the local FHIR R4 servers of the tests, the demo and the bench: SEKMET and HAPI.
 
-Standard library only: this file runs under any Python >= 3.11 and needs no package. SEKMET lives
-in its own virtualenv, ``.fhir-server/venv`` at the repository root, because it pins its own
-fastapi, pydantic and fhir.resources (< 9), which must not leak into the project's venv.
+Two real, third-party servers, both on 127.0.0.1 only:
+
+* ``sekmet``: SEKMET (``sekmet-fhir==0.1.1``, Python), in its own virtualenv
+  ``.fhir-server/venv`` at the repository root, because it pins its own fastapi, pydantic and
+  fhir.resources (< 9), which must not leak into the project's venv.
+* ``hapi``: the HAPI FHIR JPA server 8.8.0 (Java), through our own small Spring Boot launcher in
+  ``servers/hapi`` (H2 in memory). Built by Maven on first use (``mvn compile``; its dependencies
+  land in the local Maven repository), rebuilt only when ``servers/hapi`` changes, so later runs
+  need no network. Needs Java 17+ and Maven; without them ``install`` fails in one line.
+
+Standard library only: this file runs under any Python >= 3.11 and needs no package.
 
 Command line (run from anywhere; relative ``--state-dir`` paths are taken from the current
-directory)::
+directory; ``--server`` defaults to ``$FHIR_SERVER_KIND`` or ``sekmet``)::
 
-    python scripts/fhir_server.py install
-    python scripts/fhir_server.py start --port auto --state-dir .fhir-server/demo --fresh
+    python scripts/fhir_server.py install [--server hapi]
+    python scripts/fhir_server.py start --server hapi --state-dir .fhir-server/demo --fresh
     python scripts/fhir_server.py status --state-dir .fhir-server/demo
     python scripts/fhir_server.py reset  --state-dir .fhir-server/demo
     python scripts/fhir_server.py stop   --state-dir .fhir-server/demo
 
 ``start`` prints only the base URL (``http://127.0.0.1:PORT/fhir``) on stdout; everything else
-goes to stderr. The server listens on 127.0.0.1 only.
+goes to stderr. ``status``, ``reset`` and ``stop`` read the kind of server from the state dir.
 
 Python API (load this file by path, e.g. with ``importlib.util.spec_from_file_location``)::
 
-    install()                                  # idempotent, instant once stamped
-    handle = start(port=0, state_dir=path)     # -> ServerHandle(base_url, pid, port, ...)
-    reset(handle)                              # empties the database
-    stop(handle)                               # idempotent
+    install("hapi")                                        # idempotent, instant once stamped
+    handle = start(port=0, state_dir=path, server="hapi")  # -> ServerHandle(base_url, pid, ...)
+    reset(handle)                                          # empties the database
+    stop(handle)                                           # idempotent
+    hapi_classpath()                                       # what the HAPI validator runs with
 
 Every wait in here is bounded; failures raise :class:`ServerError` whose message carries the tail
 of the relevant log.
@@ -37,6 +46,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -56,14 +66,25 @@ REQUIREMENT = "sekmet-fhir==0.1.1"
 STAMP = VENV_DIR / ".sekmet-installed"
 INSTALL_LOG = SERVER_HOME / "install.log"
 DEFAULT_STATE_DIR = SERVER_HOME / "server"
+SERVERS = ("sekmet", "hapi")
+
+HAPI_DIR = REPO_ROOT / "servers" / "hapi"
+HAPI_TARGET = HAPI_DIR / "target"
+HAPI_STAMP = HAPI_TARGET / ".fhir-plao-built"
+HAPI_BUILD_LOG = SERVER_HOME / "hapi-build.log"
+HAPI_MAIN = "org.fhirplao.hapi.HapiServer"
+HAPI_VALIDATOR_MAIN = "org.fhirplao.hapi.ValidateCommand"
+HAPI_HEAP = "-Xmx768m"
+HAPI_BUILD_TIMEOUT = 1800.0  # s, first build downloads ~370 MB of Maven artifacts
+HAPI_START_TIMEOUT = 300.0  # s, 30 s warm on 2 cores; the first start creates the schema
 
 HOST = "127.0.0.1"
 FHIR_PATH = "/fhir"  # SEKMET's FHIR routes are fixed under /fhir
 
 SETTINGS_FILE = "settings.yaml"
-PID_FILE = "sekmet.pid"
+PID_FILE = "server.pid"
 INFO_FILE = "server.json"
-LOG_FILE = "sekmet.log"
+LOG_FILE = "server.log"
 DB_FILE = "sekmet.db"
 
 INSTALL_TIMEOUT = 900.0  # s, venv + pip install (about 20 s on a warm machine)
@@ -79,12 +100,12 @@ _SEKMET_ENV = ("SEKMET_CONFIG", "SEKMET_BASE_URL", "SEKMET_DB", "SEKMET_PUBLIC_U
 
 
 class ServerError(RuntimeError):
-    """The SEKMET server could not be installed, started, reset or stopped."""
+    """A server could not be installed, built, started, reset or stopped."""
 
 
 @dataclasses.dataclass
 class ServerHandle:
-    """A running (or once running) SEKMET server."""
+    """A running (or once running) server: ``kind`` is ``sekmet`` or ``hapi``."""
 
     base_url: str
     pid: int
@@ -93,9 +114,11 @@ class ServerHandle:
     settings_path: Path
     log_path: Path
     db_path: Path
+    kind: str = "sekmet"
     process: subprocess.Popen[bytes] | None = dataclasses.field(
         default=None, repr=False, compare=False
     )
+    start_seconds: float = dataclasses.field(default=0.0, compare=False)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -185,13 +208,21 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
-def _is_sekmet(pid: int) -> bool:
-    """Guard against a recycled pid: the process must be a `sekmet serve`."""
+def _is_server(pid: int, kind: str) -> bool:
+    """Guard against a recycled pid: the process must be a `sekmet serve` or our HAPI launcher."""
     try:
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
+    if kind == "hapi":
+        return HAPI_MAIN.encode() in cmd
     return any(b"sekmet" in part for part in cmd) and b"serve" in cmd
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in SERVERS:
+        raise ServerError(f"unknown server {kind!r}: choose one of {', '.join(SERVERS)}")
+    return kind
 
 
 def _port_free(port: int) -> bool:
@@ -266,8 +297,10 @@ def _ready(base_url: str) -> bool:
 # --------------------------------------------------------------------------- install
 
 
-def installed() -> bool:
-    """True when SEKMET's venv is installed for the current constraints (no process spawned)."""
+def installed(server: str = "sekmet") -> bool:
+    """True when the server is installed (SEKMET's venv, HAPI's build) for the current sources."""
+    if _check_kind(server) == "hapi":
+        return _hapi_built()
     try:
         return (
             STAMP.read_text() == _stamp_content()
@@ -278,12 +311,15 @@ def installed() -> bool:
         return False
 
 
-def install(force: bool = False) -> Path:
-    """Create ``.fhir-server/venv`` and pip-install SEKMET into it; instant when already done.
+def install(server: str = "sekmet", force: bool = False) -> Path:
+    """Install ``server``; instant when already done. Returns what is run to start it.
 
-    Returns the path of the ``sekmet`` executable. Raises :class:`ServerError` with the tail of
-    ``.fhir-server/install.log`` when anything fails.
+    SEKMET: create ``.fhir-server/venv`` and pip-install it (returns the ``sekmet`` executable).
+    HAPI: build ``servers/hapi`` with Maven (returns ``servers/hapi/target``). Raises
+    :class:`ServerError` with the tail of the install or build log when anything fails.
     """
+    if _check_kind(server) == "hapi":
+        return build_hapi(force=force)
     if not force and installed():
         return _venv_bin("sekmet")
     if not CONSTRAINTS.exists():
@@ -341,6 +377,134 @@ def install(force: bool = False) -> Path:
         STAMP.write_text(_stamp_content())
         _log("SEKMET installed")
     return _venv_bin("sekmet")
+
+
+# --------------------------------------------------------------------------- HAPI build
+
+
+def java_executable() -> str:
+    """The ``java`` to run HAPI with (``$JAVA_HOME/bin/java``, else ``java`` on PATH), 17+."""
+    home = os.environ.get("JAVA_HOME")
+    java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    if not java or not os.access(java, os.X_OK):
+        where = f"JAVA_HOME={home} has no bin/java" if home else "no java on PATH"
+        raise ServerError(f"Java not found ({where}): the HAPI server needs Java 17 or newer")
+    try:
+        res = subprocess.run(
+            [java, "-version"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ServerError(f"cannot run {java} -version: {exc}") from None
+    text = (res.stderr + res.stdout).decode("utf-8", "replace")
+    found = re.search(r'version "(\d+)(?:\.(\d+))?', text)
+    major = int(found.group(1)) if found else 0
+    if major == 1 and found and found.group(2):  # "1.8.0_x": Java 8
+        major = int(found.group(2))
+    if major < 17:
+        raise ServerError(f"{java} is Java {major or '?'}: the HAPI server needs Java 17 or newer")
+    return java
+
+
+def _hapi_sources_digest() -> str:
+    digest = hashlib.sha256()
+    files = [HAPI_DIR / "pom.xml", *sorted(p for p in (HAPI_DIR / "src").rglob("*") if p.is_file())]
+    for path in files:
+        digest.update(str(path.relative_to(HAPI_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _hapi_built() -> bool:
+    try:
+        return (
+            HAPI_STAMP.read_text() == _hapi_sources_digest()
+            and (HAPI_TARGET / "classpath.txt").is_file()
+        )
+    except OSError:
+        return False
+
+
+def build_hapi(force: bool = False) -> Path:
+    """Compile ``servers/hapi`` with Maven unless it is built for the current sources.
+
+    The first build downloads HAPI FHIR, Spring Boot and their dependencies into the local Maven
+    repository (a few minutes); a later build of changed sources needs no network. Returns
+    ``servers/hapi/target``.
+    """
+    if not force and _hapi_built():
+        return HAPI_TARGET
+    java = java_executable()
+    mvn = shutil.which("mvn")
+    if not mvn:
+        raise ServerError("Maven not found (no mvn on PATH): the HAPI server is built with Maven")
+    with _file_lock(SERVER_HOME / "hapi-build.lock", timeout=HAPI_BUILD_TIMEOUT):
+        if not force and _hapi_built():
+            return HAPI_TARGET
+        _log(f"building the HAPI FHIR launcher in {HAPI_DIR} (first run: a few minutes)")
+        env = _clean_env()
+        env["JAVA_HOME"] = str(Path(java).resolve().parent.parent)
+        cmd = [mvn, "-B", "-q", "-f", str(HAPI_DIR / "pom.xml"), "compile"]
+        SERVER_HOME.mkdir(parents=True, exist_ok=True)
+        HAPI_STAMP.unlink(missing_ok=True)
+        with open(HAPI_BUILD_LOG, "wb") as log:
+            log.write(f"$ {' '.join(cmd)}\n".encode())
+            log.flush()
+            try:
+                rc = subprocess.run(
+                    cmd,
+                    cwd=HAPI_DIR,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    timeout=HAPI_BUILD_TIMEOUT,
+                    check=False,
+                ).returncode
+            except subprocess.TimeoutExpired:
+                rc = -1
+                log.write(f"\n[timed out after {HAPI_BUILD_TIMEOUT:.0f} s]\n".encode())
+        if rc != 0 or not (HAPI_TARGET / "classpath.txt").is_file():
+            raise ServerError(
+                f"HAPI launcher build failed (exit {rc}): {' '.join(cmd)}\n"
+                f"--- tail of {HAPI_BUILD_LOG} ---\n{tail(HAPI_BUILD_LOG)}"
+            )
+        HAPI_STAMP.write_text(_hapi_sources_digest())
+        _log("HAPI FHIR launcher built")
+    return HAPI_TARGET
+
+
+def hapi_classpath() -> str:
+    """The Java classpath of the built launcher and validator (builds them first if needed)."""
+    target = build_hapi()
+    deps = (target / "classpath.txt").read_text().strip()
+    return f"{target / 'classes'}{os.pathsep}{deps}"
+
+
+def hapi_expunge_everything(base_url: str, timeout: float = RESET_TIMEOUT) -> None:
+    """Empty a HAPI server: ``POST [base]/$expunge`` with ``expungeEverything`` (enabled by us)."""
+    body = json.dumps(
+        {
+            "resourceType": "Parameters",
+            "parameter": [{"name": "expungeEverything", "valueBoolean": True}],
+        }
+    ).encode()
+    req = urllib.request.Request(
+        f"{base_url}/$expunge",
+        data=body,
+        method="POST",
+        headers={"Accept": "application/fhir+json", "Content-Type": "application/fhir+json"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            resp.read()
+    except urllib.error.HTTPError as exc:
+        text = exc.read().decode("utf-8", "replace")[-2000:]
+        raise ServerError(f"$expunge at {base_url} answered {exc.code}: {text}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise ServerError(f"$expunge at {base_url} failed: {exc}") from None
 
 
 # --------------------------------------------------------------------------- state
@@ -404,6 +568,7 @@ def _handle_from_state(state: Path) -> ServerHandle | None:
         return None
     p = _paths(state)
     port = int(str(info.get("port", 0)))
+    kind = str(info.get("server", "sekmet"))
     return ServerHandle(
         base_url=str(info.get("base_url", f"http://{HOST}:{port}{FHIR_PATH}")),
         pid=pid,
@@ -412,6 +577,7 @@ def _handle_from_state(state: Path) -> ServerHandle | None:
         settings_path=p["settings"],
         log_path=p["log"],
         db_path=p["db"],
+        kind=kind if kind in SERVERS else "sekmet",
     )
 
 
@@ -419,7 +585,7 @@ def running(state_dir: str | os.PathLike[str] | None = None) -> ServerHandle | N
     """The handle of the server recorded in ``state_dir`` if it is alive, else None."""
     state = _resolve_state_dir(state_dir)
     handle = _handle_from_state(state)
-    if handle and _pid_alive(handle.pid) and _is_sekmet(handle.pid):
+    if handle and _pid_alive(handle.pid) and _is_server(handle.pid, handle.kind):
         return handle
     return None
 
@@ -427,26 +593,59 @@ def running(state_dir: str | os.PathLike[str] | None = None) -> ServerHandle | N
 # --------------------------------------------------------------------------- start / stop
 
 
+def _command(kind: str, state: Path, port: int, base_url: str) -> list[str]:
+    """The server's command line (SEKMET reads its settings file, HAPI its arguments)."""
+    if kind == "hapi":
+        return [
+            java_executable(),
+            HAPI_HEAP,
+            "-XX:+UseSerialGC",  # two cores: no parallel collector threads competing with requests
+            "-Djava.io.tmpdir=" + str(state),
+            "-cp",
+            hapi_classpath(),
+            HAPI_MAIN,
+            f"--server.address={HOST}",
+            f"--server.port={port}",
+            f"--fhirplao.server-address={base_url}",
+        ]
+    write_settings(state, port)
+    return [str(_venv_bin("sekmet")), "serve", "-c", str(_paths(state)["settings"])]
+
+
+def _label(kind: str) -> str:
+    return "HAPI FHIR" if kind == "hapi" else "SEKMET"
+
+
 def start(
     port: int | str | None = 0,
     state_dir: str | os.PathLike[str] | None = None,
     *,
+    server: str = "sekmet",
     fresh: bool = False,
-    timeout: float = START_TIMEOUT,
+    timeout: float | None = None,
 ) -> ServerHandle:
-    """Start SEKMET detached on 127.0.0.1 and wait until ``/metadata`` says FHIR 4.0.x.
+    """Start ``server`` detached on 127.0.0.1 and wait until ``/metadata`` says FHIR 4.0.x.
 
-    ``port`` 0, None or "auto" picks a free port. ``fresh`` deletes the state dir's database
-    first. If the state dir already has a live server on a compatible port, its handle is
+    ``port`` 0, None or "auto" picks a free port. ``fresh`` starts from an empty database
+    (SEKMET's file is deleted; HAPI's H2 database lives in memory and is always new). If the
+    state dir already has a live server of that kind on a compatible port, its handle is
     returned. Raises :class:`ServerError` with the log tail when the server does not come up.
     """
-    install()
+    kind = _check_kind(server)
+    install(kind)
+    if timeout is None:
+        timeout = HAPI_START_TIMEOUT if kind == "hapi" else START_TIMEOUT
     state = _resolve_state_dir(state_dir)
     wanted = _parse_port(port)
 
     existing = running(state)
     if existing is not None:
-        if wanted in (0, existing.port) and not fresh and _ready(existing.base_url):
+        if (
+            existing.kind == kind
+            and wanted in (0, existing.port)
+            and not fresh
+            and _ready(existing.base_url)
+        ):
             _log(f"already running (pid {existing.pid}) at {existing.base_url}")
             return existing
         _log(f"stopping the server already running from {state} (pid {existing.pid})")
@@ -464,11 +663,12 @@ def start(
     elif not _wait_port_free(wanted, PORT_FREE_TIMEOUT):
         raise ServerError(f"port {HOST}:{wanted} is in use by another process")
 
-    write_settings(state, wanted)
     base_url = f"http://{HOST}:{wanted}{FHIR_PATH}"
-    cmd = [str(_venv_bin("sekmet")), "serve", "-c", str(p["settings"])]
+    cmd = _command(kind, state, wanted, base_url)
+    label = _label(kind)
+    began = time.monotonic()
     with open(p["log"], "wb") as log:
-        log.write(f"$ {' '.join(cmd)}\n".encode())
+        log.write(f"$ {' '.join(cmd[:3])} ... {' '.join(cmd[-4:])}\n".encode())
         log.flush()
         proc = subprocess.Popen(
             cmd,
@@ -482,7 +682,10 @@ def start(
         )
     p["pid"].write_text(f"{proc.pid}\n")
     p["info"].write_text(
-        json.dumps({"pid": proc.pid, "port": wanted, "base_url": base_url}, indent=2) + "\n"
+        json.dumps(
+            {"pid": proc.pid, "port": wanted, "base_url": base_url, "server": kind}, indent=2
+        )
+        + "\n"
     )
     handle = ServerHandle(
         base_url=base_url,
@@ -492,6 +695,7 @@ def start(
         settings_path=p["settings"],
         log_path=p["log"],
         db_path=p["db"],
+        kind=kind,
         process=proc,
     )
 
@@ -500,7 +704,7 @@ def start(
         if proc.poll() is not None:
             _forget(state)
             raise ServerError(
-                f"SEKMET exited with code {proc.returncode} before answering on {base_url}\n"
+                f"{label} exited with code {proc.returncode} before answering on {base_url}\n"
                 f"--- tail of {p['log']} ---\n{tail(p['log'])}"
             )
         if _ready(base_url):
@@ -509,11 +713,15 @@ def start(
             log_tail = tail(p["log"])
             stop(handle)
             raise ServerError(
-                f"SEKMET did not answer {base_url}/metadata with fhirVersion 4.0.x within "
+                f"{label} did not answer {base_url}/metadata with fhirVersion 4.0.x within "
                 f"{timeout:.0f} s\n--- tail of {p['log']} ---\n{log_tail}"
             )
         time.sleep(POLL_INTERVAL)
-    _log(f"SEKMET running (pid {proc.pid}) at {base_url}; log: {p['log']}")
+    handle.start_seconds = time.monotonic() - began
+    _log(
+        f"{label} running (pid {proc.pid}) at {base_url}, ready in {handle.start_seconds:.1f} s;"
+        f" log: {p['log']}"
+    )
     return handle
 
 
@@ -568,10 +776,11 @@ def stop(target: ServerHandle | str | os.PathLike[str] | None = None) -> bool:
         _forget(state)
         return False
 
+    label = _label(handle.kind)
     alive = (
         handle.process.poll() is None
         if handle.process is not None
-        else (_pid_alive(handle.pid) and _is_sekmet(handle.pid))
+        else (_pid_alive(handle.pid) and _is_server(handle.pid, handle.kind))
     )
     if alive:
         _signal(handle.pid, signal.SIGTERM)
@@ -579,10 +788,10 @@ def stop(target: ServerHandle | str | os.PathLike[str] | None = None) -> bool:
             _log(f"pid {handle.pid} ignored SIGTERM for {STOP_TIMEOUT:.0f} s; sending SIGKILL")
             _signal(handle.pid, signal.SIGKILL)
             if not _wait_dead(handle, KILL_TIMEOUT):
-                raise ServerError(f"SEKMET pid {handle.pid} did not exit")
+                raise ServerError(f"{label} pid {handle.pid} did not exit")
         if handle.port and not _wait_port_free(handle.port, PORT_FREE_TIMEOUT):
             _log(f"warning: port {handle.port} still busy {PORT_FREE_TIMEOUT:.0f} s after stop")
-        _log(f"SEKMET (pid {handle.pid}) stopped")
+        _log(f"{label} (pid {handle.pid}) stopped")
     elif handle.process is not None:
         handle.process.wait(timeout=KILL_TIMEOUT)  # reap
     if _read_pid(state) == handle.pid:
@@ -591,8 +800,16 @@ def stop(target: ServerHandle | str | os.PathLike[str] | None = None) -> bool:
 
 
 def reset(target: ServerHandle | str | os.PathLike[str] | None = None) -> None:
-    """Empty the server's database with ``sekmet reset --yes -c settings.yaml``."""
-    state = target.state_dir if isinstance(target, ServerHandle) else _resolve_state_dir(target)
+    """Empty the server's database: ``sekmet reset`` for SEKMET, ``$expunge`` for HAPI."""
+    if isinstance(target, ServerHandle):
+        handle: ServerHandle | None = target
+        state = target.state_dir
+    else:
+        state = _resolve_state_dir(target)
+        handle = _handle_from_state(state)
+    if handle is not None and handle.kind == "hapi":
+        hapi_expunge_everything(handle.base_url)
+        return
     settings = _paths(state)["settings"]
     if not settings.exists():
         raise ServerError(f"no settings at {settings}: start the server first")
@@ -619,31 +836,45 @@ def reset(target: ServerHandle | str | os.PathLike[str] | None = None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="fhir_server.py", description="Manage a local SEKMET FHIR R4 server (127.0.0.1)."
+        prog="fhir_server.py",
+        description="Manage the local FHIR R4 servers SEKMET and HAPI FHIR (127.0.0.1 only).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p_inst = sub.add_parser("install", help="install SEKMET into .fhir-server/venv (idempotent)")
+    default_kind = os.environ.get("FHIR_SERVER_KIND") or "sekmet"
+    server_help = f"which server: {' or '.join(SERVERS)} (default: {default_kind})"
+    p_inst = sub.add_parser(
+        "install", help="install SEKMET's venv or build the HAPI launcher (idempotent)"
+    )
+    p_inst.add_argument("--server", choices=SERVERS, default=default_kind, help=server_help)
     p_inst.add_argument("--force", action="store_true", help="reinstall even if stamped")
     state_help = f"state directory (default: {DEFAULT_STATE_DIR.relative_to(REPO_ROOT)})"
     p_start = sub.add_parser("start", help="start the server; prints its base URL on stdout")
+    p_start.add_argument("--server", choices=SERVERS, default=default_kind, help=server_help)
     p_start.add_argument("--port", default="auto", help="TCP port, or 0/auto for a free one")
     p_start.add_argument("--state-dir", default=None, help=state_help)
-    p_start.add_argument("--fresh", action="store_true", help="delete the database first")
-    p_start.add_argument("--timeout", type=float, default=START_TIMEOUT, help="seconds to wait")
+    p_start.add_argument("--fresh", action="store_true", help="start from an empty database")
+    p_start.add_argument("--timeout", type=float, default=None, help="seconds to wait")
     for name, text in (
         ("stop", "stop the server (idempotent)"),
-        ("reset", "empty the server's database (sekmet reset)"),
+        ("reset", "empty the server's database (sekmet reset; HAPI $expunge)"),
         ("status", "print the base URL if running, exit 1 otherwise"),
     ):
         sp = sub.add_parser(name, help=text)
         sp.add_argument("--state-dir", default=None, help=state_help)
+    sub.add_parser("classpath", help="print the HAPI launcher's Java classpath (builds it)")
     args = parser.parse_args(argv)
 
     try:
         if args.command == "install":
-            print(install(force=args.force))
+            print(install(args.server, force=args.force))
         elif args.command == "start":
-            handle = start(args.port, args.state_dir, fresh=args.fresh, timeout=args.timeout)
+            handle = start(
+                args.port,
+                args.state_dir,
+                server=args.server,
+                fresh=args.fresh,
+                timeout=args.timeout,
+            )
             print(handle.base_url, flush=True)
         elif args.command == "stop":
             if not stop(args.state_dir):
@@ -657,6 +888,8 @@ def main(argv: list[str] | None = None) -> int:
                 _log("not running")
                 return 1
             print(current.base_url)
+        elif args.command == "classpath":
+            print(hapi_classpath())
     except ServerError as exc:
         print(f"fhir_server.py {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: the example case, its Bundle, and the shared FHIR examples."""
+"""Fixtures shared by every test: the example case, its Bundle, and FHIR written by others."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from fhir_plao.mapping import to_fhir
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "plao-case.json"
-#: FHIR JSON written by others (spec, US Core, Synthea, HAPI), beside the repository
-SHARED_EXAMPLES = REPO.parent / "shared" / "fhir-examples"
+#: FHIR JSON written by others (spec, US Core, Synthea, QI-Core, HAPI), copied into the tests with
+#: each file's source repository, commit and licence in ``tests/data/foreign/SOURCES.md``
+FOREIGN_EXAMPLES = REPO / "tests" / "data" / "foreign"
 
 
 @pytest.fixture(autouse=True)

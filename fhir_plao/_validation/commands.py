@@ -32,6 +32,14 @@ def add_validate_command(subparsers: Any) -> None:
         "--errors-only", action="store_true", help="print errors only (warnings still counted)"
     )
     parser.add_argument(
+        "--engine",
+        choices=("plao", "hapi"),
+        default="plao",
+        help="plao (default): fhir-plao's own validator; hapi: HAPI FHIR's instance validator "
+        "(the HL7 engine; needs Java 17+ and a fhir-plao checkout, whose servers/hapi it "
+        "builds with Maven on first use), with the same profiles and the same issue paths",
+    )
+    parser.add_argument(
         "--format",
         choices=("text", "outcome"),
         default="text",
@@ -58,7 +66,12 @@ def run_validate(args: argparse.Namespace) -> int:
             raise InputError(f"cannot read: {exc.strerror}", location=args.file) from None
         source = args.file
     docs = read_documents(raw, source=source)
-    issues = validate_text(raw, source=source)
+    if args.engine == "hapi":
+        from fhir_plao._validation.hapi import validate_with_hapi
+
+        issues = validate_with_hapi(docs)
+    else:
+        issues = validate_text(raw, source=source)
     errors = sum(1 for i in issues if i.severity == "error")
     warnings = sum(1 for i in issues if i.severity == "warning")
     if args.format == "outcome":

@@ -58,6 +58,7 @@ from fhir_plao.errors import (
     PreconditionFailed,
     RateLimited,
     ServerError,
+    StaleVersion,
     TimeoutError_,
     TransportError,
     UnexpectedResponse,
@@ -561,6 +562,8 @@ def error_for(
         422: Unprocessable,
         429: RateLimited,
     }.get(response.status, ServerError)
+    if response.status in (409, 412) and request.header("If-Match"):
+        cls = StaleVersion  # R4 says 412; HAPI answers a stale If-Match with 409
     outcome: dict[str, Any] | None = None
     issues: list[OutcomeIssue] = []
     excerpt: str | None = None

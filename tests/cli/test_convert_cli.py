@@ -13,7 +13,7 @@ import pytest
 from fhir_plao import jsonio
 from fhir_plao.cli import main
 
-from ..conftest import EXAMPLE, SHARED_EXAMPLES
+from ..conftest import EXAMPLE, FOREIGN_EXAMPLES
 
 
 def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
@@ -75,7 +75,7 @@ def test_ndjson_and_single_resources_are_read(
 def test_a_searchset_from_another_system_is_read_and_the_rest_reported(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    synthea = next((SHARED_EXAMPLES / "synthea").glob("Chad_*.json"))
+    synthea = next((FOREIGN_EXAMPLES / "synthea").glob("Chad_*.json"))
     out = tmp_path / "case.json"
     assert main(["convert", str(synthea), "--to", "case", "-o", str(out)]) == 0
     case = jsonio.loads(out.read_bytes())
@@ -179,7 +179,7 @@ def test_fhir_given_as_a_case_is_refused(tmp_path: Path, example_bundle: dict[st
 
 
 def test_fhir_without_any_patient_is_refused(tmp_path: Path) -> None:
-    outcome = SHARED_EXAMPLES / "spec-examples" / "OperationOutcome-101.json"
+    outcome = FOREIGN_EXAMPLES / "spec-examples" / "OperationOutcome-101.json"
     out = tmp_path / "case.json"
     result = run("convert", str(outcome), "--to", "case", "-o", str(out))
     assert result.returncode == 2
@@ -188,7 +188,7 @@ def test_fhir_without_any_patient_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_bundle_of_several_patients_is_refused(tmp_path: Path) -> None:
-    page = SHARED_EXAMPLES / "hapi-responses" / "search-results-page-1.json"
+    page = FOREIGN_EXAMPLES / "hapi-responses" / "search-results-page-1.json"
     result = run("convert", str(page), "--to", "case", "-o", str(tmp_path / "c.json"))
     assert result.returncode == 2
     assert "several Patients" in result.stderr

@@ -18,9 +18,7 @@ from fhir_plao.client import AsyncFhirClient, FhirClient
 
 BASE = "http://fhir.test/fhir"
 FHIR_JSON = "application/fhir+json"
-HAPI_RESPONSES = (
-    Path(__file__).resolve().parents[2].parent / "shared" / "fhir-examples" / "hapi-responses"
-)
+HAPI_RESPONSES = Path(__file__).resolve().parents[1] / "data" / "foreign" / "hapi-responses"
 
 
 def url(path: str = "") -> str:
@@ -28,10 +26,10 @@ def url(path: str = "") -> str:
 
 
 def hapi(name: str) -> Any:
-    """A recorded HAPI response body (decimals exact); skips the test when the file is absent."""
+    """A recorded HAPI response body (decimals exact), from ``tests/data/foreign``."""
     path = HAPI_RESPONSES / name
     if not path.is_file():
-        pytest.skip(f"recorded HAPI response {path} is not available")
+        pytest.fail(f"recorded HAPI response {path} is missing from the repository")
     return jsonio.loads(path.read_bytes())
 
 

@@ -149,6 +149,24 @@ class RecordingTransport(httpx.AsyncBaseTransport):
     def gets(self, path_suffix: str) -> list[Sent]:
         return [s for s in self.sent if s.method == "GET" and s.url.path.endswith(path_suffix)]
 
+    def search_pages(self, resource_type: str) -> list[Sent]:
+        """The GETs of a paged search of ``resource_type``: the search itself, then each next
+        link as the server gave it, whether it pages on the type (SEKMET: ``Patient?_offset=``)
+        or on its base URL (HAPI: ``?_getpages=ID&_getpagesoffset=N``)."""
+        gets = [s for s in self.sent if s.method == "GET"]
+        pages = [s for s in gets if s.url.path.endswith(f"/{resource_type}")][:1]
+        while pages and pages[-1].reply:
+            links = jsonio.loads(pages[-1].reply).get("link", [])
+            following = [link["url"] for link in links if link.get("relation") == "next"]
+            if not following:
+                break
+            wanted = httpx.URL(following[0])
+            nxt = [s for s in gets if s.url.path == wanted.path and s.url.params == wanted.params]
+            if not nxt:
+                break
+            pages.append(nxt[0])
+        return pages
+
 
 # --------------------------------------------------------------------------- faults
 

@@ -555,7 +555,7 @@ def test_pull_writes_every_patient_in_search_order_page_by_page(
     summary, lines, _ = pull(url, tmp_path, transport=transport, page_size=3)
 
     assert (summary.found, summary.written, summary.failed, summary.incomplete) == (7, 7, 0, False)
-    pages = transport.gets("/Patient")
+    pages = transport.search_pages("Patient")
     assert len(pages) == 3  # 3, 3 and 1, following the server's next links
     assert [p.url.params["_count"] for p in pages] == ["3", "3", "3"]
     assert all(line.endswith("\n") and line.count("\n") == 1 for line in lines)
@@ -567,6 +567,11 @@ def test_pull_writes_every_patient_in_search_order_page_by_page(
     assert not (tmp_path / "pull.dead-letter.ndjson").exists()
 
 
+@pytest.mark.servers(
+    "sekmet",
+    reason="SEKMET pages by offset over live data; HAPI pages a stored snapshot of the search "
+    "(_getpages), so an update while paging cannot move a patient: the HAPI test below",
+)
 def test_pull_writes_a_patient_once_when_offset_paging_shows_it_twice_and_says_one_was_missed(
     fresh_fhir_server_url: str, tmp_path: Path
 ) -> None:
@@ -603,6 +608,35 @@ def test_pull_writes_a_patient_once_when_offset_paging_shows_it_twice_and_says_o
     assert "INCOMPLETE" in summary.line()
 
 
+@pytest.mark.servers(
+    "hapi", reason="HAPI's paging links (_getpages) keep the search's first result list"
+)
+def test_pull_is_complete_when_a_patient_is_updated_while_snapshot_pages_are_read(
+    fresh_fhir_server_url: str, tmp_path: Path
+) -> None:
+    url = fresh_fhir_server_url
+    items = cases(5, seed=110)
+    push(url, write_ndjson(tmp_path / "cases.ndjson", items), tmp_path, concurrency=1)
+    first = search_order(url)[0]
+
+    def someone_updates_the_first_patient() -> None:
+        with FhirClient(url) as fhir:
+            patient = fhir.read("Patient", first)
+            fhir.update({**patient, "gender": "female"}, if_match=False)
+
+    transport = RecordingTransport()
+    transport.before(lambda r: "_getpages" in r.url.params, someone_updates_the_first_patient)
+
+    summary, lines, _ = pull(url, tmp_path, transport=transport, page_size=2, concurrency=1)
+
+    pages = transport.search_pages("Patient")
+    assert len(pages) == 3 and all("_getpages" in p.url.params for p in pages[1:])
+    written = [patient_id(case_from_json(line)) for line in lines]
+    assert sorted(written) == sorted(search_order(url)) and len(set(written)) == 5
+    assert (summary.found, summary.written, summary.failed) == (5, 5, 0)
+    assert summary.ok and not summary.incomplete
+
+
 def test_pull_search_criteria_are_sent_with_the_page_size(
     fhir_server_url: str, tmp_path: Path
 ) -> None:
@@ -624,10 +658,12 @@ def test_pull_search_criteria_are_sent_with_the_page_size(
 
 
 def test_pull_dead_letters_an_unmappable_patient_and_reports_unmapped_elements(
-    fhir_server_url: str, tmp_path: Path
+    fhir_server_url: str, tmp_path: Path, fhir_server_kind: str
 ) -> None:
-    """Real data the mapping cannot take: a Patient linked to another patient's record
-    ($everything brings both Patients), and a general practitioner (no place in a case)."""
+    """Real data the mapping cannot take: a Patient linked to another patient's record, and a
+    general practitioner (no place in a case). SEKMET's $everything brings both Patients, so the
+    linked one cannot be one case; HAPI's $everything leaves other Patients out, so the link is
+    reported as unmapped instead."""
     url = fhir_server_url
     items = cases(3, seed=112)
     push(url, write_ndjson(tmp_path / "cases.ndjson", items), tmp_path)
@@ -646,6 +682,13 @@ def test_pull_dead_letters_an_unmappable_patient_and_reports_unmapped_elements(
 
     summary, lines, results = pull(url, tmp_path, criteria=identifier_criteria(items))
 
+    if fhir_server_kind == "hapi":
+        assert (summary.found, summary.written, summary.failed, summary.unmapped) == (3, 3, 0, 2)
+        unmapped = {r.patient_id: [str(u) for u in r.unmapped] for r in results if r.unmapped}
+        assert sorted(unmapped) == sorted([linked, with_gp])
+        assert any("Patient/synth-112-other" in u for u in unmapped[linked]), unmapped[linked]
+        assert any("Practitioner/synth-112-gp" in u for u in unmapped[with_gp])
+        return
     assert (summary.found, summary.written, summary.failed, summary.unmapped) == (3, 2, 1, 1)
     assert sorted(patient_id(case_from_json(x)) for x in lines) == sorted(
         [patient_id(items[1]), with_gp]

@@ -2,8 +2,8 @@
 
 A real server will not answer 503 or 429, reset a connection or cut a body on demand, so
 :class:`RecordingTransport` (``bulk_helpers``) injects the fault for one patient's requests and
-passes every other request to SEKMET: the cases around the faulty one really are stored, and
-what the faulty one left behind on the server is checked there."""
+passes every other request to the real server (SEKMET or HAPI): the cases around the faulty one
+really are stored, and what the faulty one left behind on the server is checked there."""
 
 from __future__ import annotations
 
@@ -40,43 +40,45 @@ from fhir_plao.client import FhirClient
 from fhir_plao.errors import NotFound
 from fhir_plao.mapping import to_fhir
 
-# name, seed, the fault for the unlucky patient's transactions, attempts sent for it, and its end:
-# None (confirmed in the end) or (stage, a piece of the dead letter's reason, status)
-FAULTS: list[tuple[str, int, Fault, int, tuple[str, str, int | None] | None]] = [
+# name, seed, a maker of the fault for the unlucky patient's transactions (a fresh one per test:
+# some count the requests they have seen), attempts sent for it, and its end: None (confirmed in
+# the end) or (stage, a piece of the dead letter's reason, status)
+FAULTS: list[tuple[str, int, Callable[[], Fault], int, tuple[str, str, int | None] | None]] = [
     (
         "503-storm",
         201,
-        answer(503, outcome("busy, try later"), retry_after="0"),
+        lambda: answer(503, outcome("busy, try later"), retry_after="0"),
         3,  # the client's retry policy here: 3 attempts
         ("server", "gave up after 3 attempts", 503),
     ),
     (
         "429-then-success",
         202,
-        first_then_real(answer(429, outcome("slow down"), retry_after="0")),
+        lambda: first_then_real(answer(429, outcome("slow down"), retry_after="0")),
         2,
         None,
     ),
-    ("reset-then-success", 203, first_then_real(reset), 2, None),
-    ("reset-every-time", 204, reset, 3, ("transport", "the connection broke", None)),
+    ("reset-then-success", 203, lambda: first_then_real(reset), 2, None),
+    ("reset-every-time", 204, lambda: reset, 3, ("transport", "the connection broke", None)),
     # the server applied it, the answer was cut: the case is not confirmed (pushing it again is
     # harmless: the same ids are updated)
-    ("cut-body", 205, cut_short, 1, ("transport", "cut off in transit", None)),
+    ("cut-body", 205, lambda: cut_short, 1, ("transport", "cut off in transit", None)),
 ]
 
 
 @pytest.mark.parametrize(
-    ("seed", "fault", "attempts", "end"),
+    ("seed", "make_fault", "attempts", "end"),
     [pytest.param(*rest, id=name) for name, *rest in FAULTS],
 )
 def test_a_fault_on_one_case_leaves_the_others_alone(
     fhir_server_url: str,
     tmp_path: Path,
     seed: int,
-    fault: Fault,
+    make_fault: Callable[[], Fault],
     attempts: int,
     end: tuple[str, str, int | None] | None,
 ) -> None:
+    fault = make_fault()
     items = cases(4, seed)
     unlucky = items[2]
     source = write_ndjson(tmp_path / "cases.ndjson", items)

@@ -1,4 +1,4 @@
-"""The SEKMET fixture itself, checked with plain httpx (not the project's client)."""
+"""The server fixtures themselves (SEKMET and HAPI), checked with plain httpx, not our client."""
 
 from __future__ import annotations
 
@@ -50,7 +50,9 @@ def test_put_patient_with_client_id_then_read(fresh_fhir_server_url: str) -> Non
     with httpx.Client(headers=HEADERS, timeout=10) as client:
         resp = client.put(f"{base}/Patient/plao-abc", json=_patient("plao-abc"))
         assert resp.status_code == 201, resp.text
-        assert resp.headers["Location"].startswith(f"{base}/Patient/plao-abc/_history/")
+        # SEKMET says Location, HAPI Content-Location: both absolute, on the configured base
+        where = resp.headers.get("Location") or resp.headers["Content-Location"]
+        assert where.startswith(f"{base}/Patient/plao-abc/_history/")
 
         read = client.get(f"{base}/Patient/plao-abc")
         assert read.status_code == 200, read.text

@@ -23,7 +23,7 @@ from fhir_plao.validation import (
     validate_text,
 )
 
-from ..conftest import SHARED_EXAMPLES
+from ..conftest import FOREIGN_EXAMPLES
 from .conftest import PROFILE, entry_index
 
 LOINC = "http://loinc.org"
@@ -540,11 +540,10 @@ def test_profiles_and_invariants_are_compiled_once() -> None:
     assert Validator().conformance is Validator().conformance
 
 
-SHARED_FILES = sorted(SHARED_EXAMPLES.glob("**/*.json")) if SHARED_EXAMPLES.is_dir() else []
+FOREIGN_FILES = sorted(FOREIGN_EXAMPLES.glob("**/*.json"))
 
 
-@pytest.mark.skipif(not SHARED_FILES, reason="shared/fhir-examples is not beside the repository")
-@pytest.mark.parametrize("path", SHARED_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", FOREIGN_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_foreign_fhir_is_validated_without_crashing(path: Path) -> None:
     """FHIR written by others (spec, IGs, Synthea, HAPI): issues, never an exception."""
     data = jsonio.loads(path.read_bytes())

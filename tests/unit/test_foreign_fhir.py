@@ -1,4 +1,4 @@
-"""Reading FHIR written by others (../shared/fhir-examples): map the case's facts, report the
+"""Reading FHIR written by others (tests/data/foreign): map the case's facts, report the
 rest, never crash."""
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ from fhir_plao import jsonio
 from fhir_plao.errors import MappingError
 from fhir_plao.mapping import from_fhir
 
-from ..conftest import SHARED_EXAMPLES
+from ..conftest import FOREIGN_EXAMPLES
 
-ALL = sorted(SHARED_EXAMPLES.glob("*/*.json"))
+ALL = sorted(FOREIGN_EXAMPLES.glob("*/*.json"))
 
 
 def load(relative: str) -> Any:
-    return jsonio.loads((SHARED_EXAMPLES / relative).read_bytes())
+    return jsonio.loads((FOREIGN_EXAMPLES / relative).read_bytes())
 
 
-def test_the_shared_examples_are_there() -> None:
+def test_the_foreign_examples_are_there() -> None:
     assert len(ALL) >= 40
 
 

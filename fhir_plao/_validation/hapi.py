@@ -1,0 +1,215 @@
+"""HAPI's instance validator (the HL7 validation engine) as a second opinion beside ours.
+
+``servers/hapi`` holds a small Java command of ours over HAPI FHIR 8.8's ``FhirInstanceValidator``
+(``org.fhirplao.hapi.ValidateCommand``): R4 core definitions from
+``hapi-fhir-validation-resources-r4``, our StructureDefinitions and ValueSets on top, no
+terminology server and no network. :class:`HapiValidator` runs it once as a subprocess, feeds it
+one document a line and reads one result a line back, so many documents pay the JVM's start-up
+(about 8 s) once.
+
+Its findings come back as our :class:`Issue`, in our path shape: HAPI's ``/*Type/id*/``
+comments are dropped, and ``value.ofType(Quantity)`` reads ``valueQuantity``.
+
+Where the Java runs from: ``FHIR_PLAO_HAPI_CLASSPATH`` when set, else the repository this package
+is checked out in (``scripts/fhir_server.py classpath``, which builds ``servers/hapi`` with
+Maven on first use). Without Java or a checkout, :class:`ValidatorUnavailable` says so in one
+line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+from fhir_plao import jsonio
+from fhir_plao._validation.conformance import DATA_FILE
+from fhir_plao._validation.issues import Issue, Severity
+from fhir_plao.errors import ValidatorUnavailable
+
+__all__ = ["HapiValidator", "ValidatorUnavailable", "hapi_path", "validate_with_hapi"]
+
+_REPO = Path(__file__).resolve().parents[2]
+_MANAGER = _REPO / "scripts" / "fhir_server.py"
+_MAIN = "org.fhirplao.hapi.ValidateCommand"
+_CLASSPATH_ENV = "FHIR_PLAO_HAPI_CLASSPATH"
+_BUILD_TIMEOUT = 1800.0  # s: the first build downloads HAPI from the Maven repository
+_START_TIMEOUT = 180.0  # s: JVM start and loading the R4 definitions (about 8 s)
+
+_COMMENT = re.compile(r"/\*.*?\*/")
+_OF_TYPE = re.compile(r"\.([A-Za-z]+)\.ofType\(([A-Za-z]+)\)")
+_SEVERITIES: dict[str, Severity] = {
+    "error": "error",
+    "warning": "warning",
+    "information": "information",
+}
+
+
+def hapi_path(location: str) -> str:
+    """HAPI's FHIRPath location in our shape: comments out, ``x.ofType(T)`` as ``xT``."""
+    path = _COMMENT.sub("", location)
+    return _OF_TYPE.sub(lambda m: f".{m.group(1)}{m.group(2)[0].upper()}{m.group(2)[1:]}", path)
+
+
+def _java() -> str:
+    home = os.environ.get("JAVA_HOME")
+    java = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    if not java or not os.access(java, os.X_OK):
+        raise ValidatorUnavailable(
+            "HAPI's validator needs Java 17 or newer: no java found (set JAVA_HOME or PATH)"
+        )
+    return java
+
+
+def _classpath() -> str:
+    given = os.environ.get(_CLASSPATH_ENV)
+    if given:
+        return given
+    if not _MANAGER.is_file() or not (_REPO / "servers" / "hapi" / "pom.xml").is_file():
+        raise ValidatorUnavailable(
+            f"HAPI's validator is built from a fhir-plao checkout (servers/hapi), and there is "
+            f"none at {_REPO}; set {_CLASSPATH_ENV}"
+        )
+    try:
+        res = subprocess.run(
+            [sys.executable, str(_MANAGER), "classpath"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=_BUILD_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ValidatorUnavailable(f"cannot build HAPI's validator: {exc}") from None
+    if res.returncode != 0:
+        lines = res.stderr.decode("utf-8", "replace").strip().splitlines()
+        reason = lines[0] if lines else f"exit {res.returncode}"
+        raise ValidatorUnavailable(f"cannot build HAPI's validator: {reason}")
+    return res.stdout.decode().strip()
+
+
+def _write_profiles(profiles: Path, folder: Path) -> None:
+    """Our StructureDefinitions and ValueSets (the package's collection Bundle of them), one
+    file each, for the Java side to load."""
+    bundle = jsonio.loads(profiles.read_bytes())
+    for number, entry in enumerate(bundle.get("entry", [])):
+        resource = entry["resource"]
+        name = f"{number:03d}-{resource['resourceType']}-{resource.get('id', 'x')}.json"
+        (folder / name).write_text(jsonio.dumps(resource), encoding="utf-8")
+
+
+class HapiValidator:
+    """One running HAPI validator process; validate documents one after another.
+
+    Use as a context manager (the process is stopped on exit). Not thread-safe: one document
+    in flight at a time.
+    """
+
+    def __init__(self, profiles: Path = DATA_FILE) -> None:
+        self._profiles = profiles
+        self._folder = tempfile.TemporaryDirectory(prefix="fhir-plao-hapi-")
+        self._process: subprocess.Popen[bytes] | None = None
+        self._stderr: IO[bytes] | None = None
+
+    def __enter__(self) -> HapiValidator:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def start(self) -> None:
+        if self._process is not None:
+            return
+        folder = Path(self._folder.name)
+        _write_profiles(self._profiles, folder)
+        command = [_java(), "-Xmx1g", "-XX:+UseSerialGC", "-cp", _classpath(), _MAIN]
+        command += ["--profiles", str(folder), "--ndjson"]
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
+        try:
+            self._process = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr,
+            )
+        except OSError as exc:
+            raise ValidatorUnavailable(f"cannot start HAPI's validator: {exc}") from None
+
+    def close(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            if process.stdin:
+                process.stdin.close()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+            if process.stdout:
+                process.stdout.close()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+        self._folder.cleanup()
+
+    def _died(self, what: str) -> ValidatorUnavailable:
+        detail = ""
+        if self._stderr is not None:
+            self._stderr.seek(0)
+            lines = self._stderr.read().decode("utf-8", "replace").strip().splitlines()
+            detail = f": {lines[-1]}" if lines else ""
+        return ValidatorUnavailable(f"HAPI's validator {what}{detail}")
+
+    def validate(self, document: Any, source: str | None = None) -> list[Issue]:
+        """HAPI's findings on one resource or Bundle (any JSON value), in our :class:`Issue`."""
+        self.start()
+        process = self._process
+        assert process is not None and process.stdin is not None and process.stdout is not None
+        line = jsonio.dumps(document).replace("\n", " ").encode("utf-8") + b"\n"
+        try:
+            process.stdin.write(line)
+            process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise self._died("stopped") from None
+        answer = process.stdout.readline()
+        if not answer:
+            raise self._died("stopped without an answer")
+        try:
+            result = jsonio.loads(answer)
+            found = result["issues"]
+        except (jsonio.JsonError, KeyError, TypeError):
+            raise self._died("answered something that is not its result line") from None
+        return [
+            Issue(
+                _SEVERITIES.get(str(item.get("severity")), "error"),
+                hapi_path(str(item.get("path", ""))),
+                str(item.get("message", "")),
+                rule=str(item.get("rule", "hapi")),
+                source=source,
+            )
+            for item in found
+        ]
+
+    def validate_all(self, documents: Iterable[tuple[str | None, Any]]) -> list[Issue]:
+        issues: list[Issue] = []
+        for source, document in documents:
+            issues.extend(self.validate(document, source))
+        return issues
+
+
+def validate_with_hapi(documents: Sequence[tuple[str | None, Any]]) -> list[Issue]:
+    """Validate ``(source, document)`` pairs with one HAPI validator process."""
+    with HapiValidator() as validator:
+        return validator.validate_all(documents)
