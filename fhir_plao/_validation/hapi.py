@@ -34,7 +34,13 @@ from fhir_plao._validation.conformance import DATA_FILE
 from fhir_plao._validation.issues import Issue, Severity
 from fhir_plao.errors import ValidatorUnavailable
 
-__all__ = ["HapiValidator", "ValidatorUnavailable", "hapi_path", "validate_with_hapi"]
+__all__ = [
+    "HapiValidator",
+    "ValidatorUnavailable",
+    "hapi_path",
+    "same_element",
+    "validate_with_hapi",
+]
 
 _REPO = Path(__file__).resolve().parents[2]
 _MANAGER = _REPO / "scripts" / "fhir_server.py"
@@ -52,10 +58,58 @@ _SEVERITIES: dict[str, Severity] = {
 }
 
 
-def hapi_path(location: str) -> str:
-    """HAPI's FHIRPath location in our shape: comments out, ``x.ofType(T)`` as ``xT``."""
+#: HAPI reports an element that is missing or unknown at its parent, naming it in the message:
+#: ``Observation.status: minimum required = 1, but only found 0``, ``Slice
+#: 'Observation.category:imaging': a matching slice is required``, ``Unrecognized property 'x'``
+_NAMED_CHILD = (
+    re.compile(r"^(?P<element>[A-Z][A-Za-z]*(?:\.[^:\s]+|:[^.\s:]+)+): minimum required = "),
+    re.compile(r"^Slice '(?P<element>[A-Z][A-Za-z]*\.[^']+)': a matching slice is required"),
+    re.compile(r"^Unrecognized property '(?P<name>[^']+)'"),
+)
+
+
+def _child_named(message: str) -> str | None:
+    for pattern in _NAMED_CHILD:
+        found = pattern.match(message)
+        if found is None:
+            continue
+        if "name" in found.groupdict():
+            return found.group("name")
+        element = found.group("element")  # Observation.value[x]:valueQuantity.unit
+        last = element.rsplit(".", 1)[-1]  # "unit", "status", "category:imaging"
+        return last.split(":", 1)[0]
+    return None
+
+
+def hapi_path(location: str, message: str = "") -> str:
+    """HAPI's FHIRPath location in our shape: ``/*Type/id*/`` comments out, ``x.ofType(T)`` as
+    ``xT``, and an element HAPI reports at its parent (missing, unknown, an absent slice) named
+    as itself, as ours does: ``Observation.status`` rather than ``Observation``."""
     path = _COMMENT.sub("", location)
-    return _OF_TYPE.sub(lambda m: f".{m.group(1)}{m.group(2)[0].upper()}{m.group(2)[1:]}", path)
+    path = _OF_TYPE.sub(lambda m: f".{m.group(1)}{m.group(2)[0].upper()}{m.group(2)[1:]}", path)
+    child = _child_named(message)
+    if child and not path.endswith(f".{child}"):
+        path = f"{path}.{child}" if path else child
+    return path
+
+
+def _same_segment(hapi: str, ours: str) -> bool:
+    if hapi == ours:
+        return True
+    if hapi.endswith("[x]"):  # HAPI names a choice element, we name its typed form
+        stem = hapi[:-3]
+        return ours.startswith(stem) and ours[len(stem) : len(stem) + 1].isupper()
+    return False
+
+
+def same_element(hapi: str, ours: str) -> bool:
+    """Whether a HAPI issue path and ours name the same element: equal, up to a choice element
+    (``value[x]`` is ``valueQuantity``) or a Reference named by itself rather than its
+    ``.reference`` (HAPI reports a wrong target at the Reference, we at its ``reference``)."""
+    theirs, mine = hapi.split("."), ours.split(".")
+    if len(mine) == len(theirs) + 1 and mine[-1] == "reference":
+        mine = mine[:-1]
+    return len(theirs) == len(mine) and all(map(_same_segment, theirs, mine))
 
 
 def _java() -> str:
@@ -194,7 +248,7 @@ class HapiValidator:
         return [
             Issue(
                 _SEVERITIES.get(str(item.get("severity")), "error"),
-                hapi_path(str(item.get("path", ""))),
+                hapi_path(str(item.get("path", "")), str(item.get("message", ""))),
                 str(item.get("message", "")),
                 rule=str(item.get("rule", "hapi")),
                 source=source,

@@ -502,6 +502,28 @@ class _Run:
                     "reference",
                     "warning",
                 )
+            self.check_target_conforms(target, wanted, reference, f"{where}.reference")
+
+    def check_target_conforms(
+        self, target: Mapping[str, Any], url: str, reference: str, where: str
+    ) -> None:
+        """A reference whose type names a target profile must point at a resource that meets it
+        (as HAPI's validator checks): the target's own errors are reported where it stands; here
+        only that this reference cannot be to it."""
+        profile = self.conformance.profile(url)
+        if profile is None:
+            return
+        run = _Run(self.conformance, profile, target, None, self.skip_invariants)
+        run.check_value(target, profile.root, str(target.get("resourceType")), profile.type)
+        failed = [i for i in run.issues if i.is_error]
+        if failed:
+            self.issue(
+                where,
+                f"{reference} does not conform to profile {profile.id}, which this reference "
+                f"requires ({len(failed)} error(s), the first: {failed[0].path}: "
+                f"{failed[0].message})",
+                "reference",
+            )
 
     # -- invariants
 

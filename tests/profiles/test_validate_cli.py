@@ -48,7 +48,14 @@ def test_errors_are_printed_one_a_line_and_exit_1(
         line.startswith(f"error Bundle.entry[{i}].resource.valueQuantity: required element")
         for line in out
     )
-    assert out[-1].startswith(f"{path}: invalid: 2 error(s), 0 warning(s)")
+    # and the DXA report whose result must be a conforming DXA score, as HAPI's validator says
+    report = entry_index(minimal_bundle, "plao-dxa-report")
+    assert any(
+        line.startswith(f"error Bundle.entry[{report}].resource.result[0].reference: ")
+        and "does not conform to profile plao-dxa-score" in line
+        for line in out
+    )
+    assert out[-1].startswith(f"{path}: invalid: 3 error(s), 0 warning(s)")
 
 
 def test_ndjson_lines_are_named(

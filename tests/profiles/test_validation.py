@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,14 @@ from fhir_plao.validation import (
 
 from ..conftest import FOREIGN_EXAMPLES
 from .conftest import PROFILE, entry_index
+from .corruptions import (
+    CORRUPTIONS,
+    NOT_A_VERTEBRA,
+    Corruption,
+    corrupt,
+    duplicate_full_url,
+    mismatch_request_url,
+)
 
 LOINC = "http://loinc.org"
 SNOMED = "http://snomed.info/sct"
@@ -80,289 +86,12 @@ def test_a_single_resource_validates_outside_a_bundle(minimal_bundle: dict[str, 
 # --------------------------------------------------------------------------- corruptions
 
 
-@dataclass(frozen=True)
-class Corruption:
-    name: str
-    profile: str | None  # the profile of the entry to corrupt (None: by rtype)
-    change: Callable[[dict[str, Any], dict[str, Any]], None]  # (entry, bundle)
-    path: str  # expected error path below Bundle.entry[i]
-    rule: str  # expected rule (prefix)
-    rtype: str | None = None
-    where: Callable[[dict[str, Any]], bool] = lambda r: True
-
-
-def _set(path: list[str | int], value: Any) -> Callable[[dict[str, Any], dict[str, Any]], None]:
-    def change(entry: dict[str, Any], _bundle: dict[str, Any]) -> None:
-        node: Any = entry["resource"]
-        for part in path[:-1]:
-            node = node[part]
-        node[path[-1]] = value
-
-    return change
-
-
-def _drop(path: list[str | int]) -> Callable[[dict[str, Any], dict[str, Any]], None]:
-    def change(entry: dict[str, Any], _bundle: dict[str, Any]) -> None:
-        node: Any = entry["resource"]
-        for part in path[:-1]:
-            node = node[part]
-        del node[path[-1]]
-
-    return change
-
-
-def _point_evidence_at_an_observation(entry: dict[str, Any], bundle: dict[str, Any]) -> None:
-    dxa = bundle["entry"][entry_index(bundle, "plao-dxa-score")]
-    entry["resource"]["evidence"][0]["detail"][0]["reference"] = dxa["fullUrl"]
-
-
-def _duplicate_full_url(entry: dict[str, Any], bundle: dict[str, Any]) -> None:
-    entry["fullUrl"] = bundle["entry"][0]["fullUrl"]
-
-
-def _mismatch_request_url(entry: dict[str, Any], _bundle: dict[str, Any]) -> None:
-    entry["request"]["url"] = "Observation/plao-somebody-else"
-
-
-def _atc_only(entry: dict[str, Any], _bundle: dict[str, Any]) -> None:
-    cc = entry["resource"]["medicationCodeableConcept"]
-    cc["coding"] = [c for c in cc["coding"] if "rxnorm" not in c["system"]]
-    cc["coding"].append({"system": SNOMED, "code": "108537001"})
-
-
-def _is_t_score(resource: dict[str, Any]) -> bool:
-    return resource["code"]["coding"][0]["code"] == "38267-1"
-
-
-def _has_value(resource: dict[str, Any]) -> bool:
-    return "valueQuantity" in resource
-
-
-NOT_A_VERTEBRA = "122496007"  # lumbar vertebral column: in the code table, not a single vertebra
-
-CORRUPTIONS = [
-    Corruption(
-        "dxa score without value",
-        "plao-dxa-score",
-        _drop(["valueQuantity"]),
-        "valueQuantity",
-        "cardinality",
-    ),
-    Corruption(
-        "dxa score without effective date",
-        "plao-dxa-score",
-        _drop(["effectiveDateTime"]),
-        "effectiveDateTime",
-        "cardinality",
-    ),
-    Corruption(
-        "fracture without bodySite",
-        "plao-vertebral-fracture",
-        _drop(["bodySite"]),
-        "bodySite",
-        "cardinality",
-    ),
-    Corruption(
-        "fracture bodySite outside the vertebra value set",
-        "plao-vertebral-fracture",
-        _set(["bodySite", 0, "coding", 0, "code"], NOT_A_VERTEBRA),
-        "bodySite[0]",
-        "binding",
-    ),
-    Corruption(
-        "lab result without unit",
-        "plao-lab-result",
-        _drop(["valueQuantity", "unit"]),
-        "valueQuantity.unit",
-        "cardinality",
-        where=_has_value,
-    ),
-    Corruption(
-        "lab result with a non-UCUM unit system",
-        "plao-lab-result",
-        _set(["valueQuantity", "system"], "http://example.org/units"),
-        "valueQuantity.system",
-        "pattern",
-        where=_has_value,
-    ),
-    Corruption(
-        "wrong LOINC for a T-score (serum phosphate)",
-        "plao-dxa-score",
-        _set(["code", "coding", 0, "code"], "2777-1"),
-        "code",
-        "binding",
-        where=_is_t_score,
-    ),
-    Corruption(
-        "T-score given in g/cm2",
-        "plao-dxa-score",
-        _set(["valueQuantity", "code"], "g/cm2"),
-        "",
-        "invariant:plao-dxa-2",
-        where=_is_t_score,
-    ),
-    Corruption(
-        "medication statement without timing",
-        "plao-medication-statement",
-        _drop(["dosage", 0, "timing"]),
-        "dosage[0].timing",
-        "cardinality",
-        where=has_rxnorm,
-    ),
-    Corruption(
-        "medication statement without dose",
-        "plao-medication-statement",
-        _drop(["dosage", 0, "doseAndRate"]),
-        "dosage[0].doseAndRate",
-        "cardinality",
-        where=has_rxnorm,
-    ),
-    Corruption(
-        "medication coded without RxNorm",
-        "plao-medication-statement",
-        _atc_only,
-        "medicationCodeableConcept",
-        "invariant:plao-med-1",
-        where=has_rxnorm,
-    ),
-    Corruption(
-        "broken reference",
-        "plao-dxa-score",
-        _set(["subject", "reference"], "urn:uuid:6f1c1a0e-0000-4000-8000-000000000000"),
-        "subject.reference",
-        "reference",
-    ),
-    Corruption(
-        "invalid calendar date",
-        "plao-dxa-score",
-        _set(["effectiveDateTime"], "2023-02-30"),
-        "effectiveDateTime",
-        "structure",
-    ),
-    Corruption(
-        "missing status",
-        "plao-lab-result",
-        _drop(["status"]),
-        "status",
-        "cardinality",
-    ),
-    Corruption(
-        "missing status on a resource without profile",
-        None,
-        _drop(["status"]),
-        "status",
-        "cardinality",
-        rtype="Procedure",
-    ),
-    Corruption(
-        "status code that R4 does not define",
-        None,
-        _set(["status"], "done"),
-        "status",
-        "binding",
-        rtype="Procedure",
-    ),
-    Corruption(
-        "condition clinical status outside its value set",
-        "plao-vertebral-fracture",
-        _set(["clinicalStatus", "coding", 0, "code"], "healed"),
-        "clinicalStatus",
-        "binding",
-    ),
-    Corruption(
-        "period that ends before it starts",
-        "plao-medication-statement",
-        _set(["effectivePeriod"], {"start": "2025-05-13", "end": "2023-05-15"}),
-        "effectivePeriod",
-        "invariant:per-1",
-        where=has_rxnorm,
-    ),
-    Corruption(
-        "reference range without bounds or text",
-        "plao-lab-result",
-        _set(["referenceRange"], [{"appliesTo": [{"text": "adults"}]}]),
-        "referenceRange[0]",
-        "invariant:obs-3",
-        where=_has_value,
-    ),
-    Corruption(
-        "wrong fixed category",
-        "plao-dxa-score",
-        _set(["category", 0, "coding", 0, "code"], "laboratory"),
-        "category",
-        "slice",
-    ),
-    Corruption(
-        "dxa report with another code",
-        "plao-dxa-report",
-        _set(["code", "coding", 0, "code"], "24701-5"),
-        "code",
-        "pattern",
-    ),
-    Corruption(
-        "dxa report without results",
-        "plao-dxa-report",
-        _drop(["result"]),
-        "result",
-        "cardinality",
-    ),
-    Corruption(
-        "fracture evidence that is not a report",
-        "plao-vertebral-fracture",
-        _point_evidence_at_an_observation,
-        "evidence[0].detail[0].reference",
-        "reference",
-    ),
-    Corruption(
-        "diagnosis without verification status",
-        "plao-diagnosis",
-        _drop(["verificationStatus"]),
-        "verificationStatus",
-        "cardinality",
-    ),
-    Corruption(
-        "patient without gender",
-        "plao-patient",
-        _drop(["gender"]),
-        "gender",
-        "cardinality",
-    ),
-    Corruption(
-        "vital sign as a string",
-        "plao-vital-signs",
-        lambda e, _b: e["resource"].update(valueString=str(e["resource"].pop("valueQuantity"))),
-        "valueString",
-        "type",
-    ),
-    Corruption(
-        "misspelled element",
-        "plao-dxa-score",
-        lambda e, _b: e["resource"]["valueQuantity"].update(unitt="1"),
-        "valueQuantity.unitt",
-        "structure",
-    ),
-    Corruption(
-        "empty array",
-        "plao-dxa-score",
-        _set(["identifier"], []),
-        "identifier",
-        "structure",
-    ),
-]
-
-
-def _corrupt(bundle: dict[str, Any], corruption: Corruption) -> int:
-    i = entry_index(bundle, corruption.profile, rtype=corruption.rtype, where=corruption.where)
-    corruption.change(bundle["entry"][i], bundle)
-    return i
-
-
 @pytest.mark.parametrize("corruption", CORRUPTIONS, ids=lambda c: c.name)
 def test_each_corruption_gives_an_error_at_its_path(
     example_bundle: dict[str, Any], corruption: Corruption
 ) -> None:
     before = {(x.path, x.message) for x in errors(validate(example_bundle))}
-    i = _corrupt(example_bundle, corruption)
+    i = corrupt(example_bundle, corruption)
     after = errors(validate(example_bundle))
     new = [x for x in after if (x.path, x.message) not in before]
     expected = f"Bundle.entry[{i}].resource" + (f".{corruption.path}" if corruption.path else "")
@@ -376,15 +105,15 @@ def test_each_corruption_gives_an_error_at_its_path(
 def test_each_corruption_is_found_in_the_minimal_bundle_too(
     minimal_bundle: dict[str, Any], corruption: Corruption
 ) -> None:
-    i = _corrupt(minimal_bundle, corruption)
+    i = corrupt(minimal_bundle, corruption)
     expected = f"Bundle.entry[{i}].resource" + (f".{corruption.path}" if corruption.path else "")
     assert any(x.path == expected for x in errors(validate(minimal_bundle)))
 
 
 def test_bundle_level_errors(minimal_bundle: dict[str, Any]) -> None:
     i = entry_index(minimal_bundle, "plao-dxa-score")
-    _duplicate_full_url(minimal_bundle["entry"][i], minimal_bundle)
-    _mismatch_request_url(minimal_bundle["entry"][i], minimal_bundle)
+    duplicate_full_url(minimal_bundle["entry"][i], minimal_bundle)
+    mismatch_request_url(minimal_bundle["entry"][i], minimal_bundle)
     del minimal_bundle["entry"][1]["request"]
     found = {(x.path, x.rule) for x in errors(validate(minimal_bundle))}
     assert (f"Bundle.entry[{i}].fullUrl", "invariant:bdl-7") in found
