@@ -38,6 +38,8 @@ import ca.uhn.fhir.rest.server.RestfulServer;
 import ca.uhn.fhir.rest.server.provider.ResourceProviderFactory;
 import ca.uhn.fhir.rest.server.util.ISearchParamRegistry;
 import jakarta.persistence.EntityManagerFactory;
+import org.hl7.fhir.common.hapi.validation.support.UnknownCodeSystemWarningValidationSupport;
+import org.hl7.fhir.common.hapi.validation.support.ValidationSupportChain;
 import java.util.HashMap;
 import java.util.Map;
 import javax.sql.DataSource;
@@ -210,6 +212,7 @@ public class HapiServer {
 			DatabaseBackedPagingProvider paging) {
 		FhirContext context = systemDao.getContext();
 		context.setNarrativeGenerator(new NullNarrativeGenerator());
+		warnOnUnknownCodeSystems(validationSupport, context);
 		RestfulServer server = new RestfulServer(context);
 		server.registerProviders(resourceProviders.createProviders());
 		server.registerProvider(systemProvider);
@@ -222,6 +225,21 @@ public class HapiServer {
 		server.setPagingProvider(paging);
 		server.setServerAddressStrategy(new HardcodedServerAddressStrategy(serverAddress));
 		return server;
+	}
+
+	/**
+	 * This server holds no terminology (no LOINC, SNOMED CT, RxNorm loaded) and asks no terminology
+	 * server, so {@code $validate} cannot know whether a code of such a system exists: say so as a
+	 * warning, as our validator command does, rather than as an error on every coded element.
+	 * Codes that our own ValueSets list are still checked against those ValueSets.
+	 */
+	private static void warnOnUnknownCodeSystems(IValidationSupport support, FhirContext context) {
+		if (!(support instanceof ValidationSupportChain chain)) {
+			throw new IllegalStateException("expected HAPI's validation support chain, got " + support);
+		}
+		UnknownCodeSystemWarningValidationSupport unknown = new UnknownCodeSystemWarningValidationSupport(context);
+		unknown.setNonExistentCodeSystemSeverity(IValidationSupport.IssueSeverity.WARNING);
+		chain.addValidationSupport(unknown); // last in the chain, as it is meant to be
 	}
 
 	@Bean
