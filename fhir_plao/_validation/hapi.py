@@ -65,6 +65,7 @@ _NAMED_CHILD = (
     re.compile(r"^(?P<element>[A-Z][A-Za-z]*(?:\.[^:\s]+|:[^.\s:]+)+): minimum required = "),
     re.compile(r"^Slice '(?P<element>[A-Z][A-Za-z]*\.[^']+)': a matching slice is required"),
     re.compile(r"^Unrecognized property '(?P<name>[^']+)'"),
+    re.compile(r"^The (?P<name>fullUrl) '[^']*' looks like a RESTful server URL"),
 )
 
 
@@ -102,13 +103,19 @@ def _same_segment(hapi: str, ours: str) -> bool:
     return False
 
 
+_CODING_PART = re.compile(r"^coding\[\d+\]$")
+
+
 def same_element(hapi: str, ours: str) -> bool:
     """Whether a HAPI issue path and ours name the same element: equal, up to a choice element
-    (``value[x]`` is ``valueQuantity``) or a Reference named by itself rather than its
-    ``.reference`` (HAPI reports a wrong target at the Reference, we at its ``reference``)."""
+    (``value[x]`` is ``valueQuantity``), a Reference named by itself rather than its
+    ``.reference``, or a CodeableConcept rather than one of its codings (HAPI reports a wrong
+    target at the Reference and a wrong code at the CodeableConcept, we at the part at fault)."""
     theirs, mine = hapi.split("."), ours.split(".")
     if len(mine) == len(theirs) + 1 and mine[-1] == "reference":
         mine = mine[:-1]
+    elif len(mine) > len(theirs) and _CODING_PART.match(mine[len(theirs)]):
+        mine = mine[: len(theirs)]
     return len(theirs) == len(mine) and all(map(_same_segment, theirs, mine))
 
 

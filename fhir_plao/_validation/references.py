@@ -260,6 +260,8 @@ def check_bundle(bundle: Mapping[str, Any], path: str) -> list[Issue]:
                         "invariant:bdl-8",
                     )
                 )
+            if isinstance(resource, Mapping):
+                issues.extend(_check_restful_full_url(full_url, resource, f"{where}.fullUrl"))
             version = None
             if isinstance(resource, Mapping) and isinstance(resource.get("meta"), Mapping):
                 version = resource["meta"].get("versionId")
@@ -279,6 +281,31 @@ def check_bundle(bundle: Mapping[str, Any], path: str) -> list[Issue]:
         if isinstance(request, Mapping) and isinstance(resource, Mapping):
             issues.extend(_check_request(request, resource, where))
     return issues
+
+
+_RESTFUL_TAIL = re.compile(r"/(?P<type>[A-Z][A-Za-z]+)/(?P<id>[A-Za-z0-9\-.]{1,64})$")
+
+
+def _check_restful_full_url(full_url: str, resource: Mapping[str, Any], where: str) -> list[Issue]:
+    """A fullUrl that is a RESTful URL ([base]/Type/id) must name its own resource: R4 says the
+    fullUrl "SHALL NOT disagree with the id in the resource" (Bundle.entry.fullUrl)."""
+    if not full_url.startswith(("http://", "https://")):
+        return []
+    tail = _RESTFUL_TAIL.search(full_url)
+    if tail is None or tail.group("type") not in R4_RESOURCE_TYPES:
+        return []
+    rtype, rid = resource.get("resourceType"), resource.get("id")
+    if tail.group("type") == rtype and (rid is None or tail.group("id") == rid):
+        return []
+    return [
+        Issue(
+            "error",
+            where,
+            f"{full_url} is a RESTful URL, so it must end with its resource's type and id "
+            f"({rtype}/{rid}): a fullUrl must not disagree with the resource's id",
+            "bundle",
+        )
+    ]
 
 
 def _check_request(

@@ -265,13 +265,33 @@ def _issue(err: Any, root: str) -> Issue:
     return Issue("error", path, text, rule)
 
 
+_VALUE_SET_BASE = "http://hl7.org/fhir/ValueSet/"
+
+
 def empty_elements(value: Any, path: str) -> Iterator[Issue]:
-    """Empty objects, arrays and strings, and nulls not paired with a ``_name`` array (ele-1)."""
+    """Empty objects, arrays and strings, and nulls not paired with a ``_name`` array (ele-1).
+
+    The same walk also finds a coded value whose ``system`` is a FHIR ValueSet URL: a value set
+    is not a code system (``Coding.system`` names the system the code is defined in).
+    """
     if isinstance(value, Mapping):
         for key, item in value.items():
             where = f"{path}.{key}"
             if key == "resourceType":
                 continue
+            if (
+                key == "system"
+                and isinstance(item, str)
+                and item.startswith(_VALUE_SET_BASE)
+                and "code" in value
+            ):
+                yield Issue(
+                    "error",
+                    where,
+                    f"{item} is a value set, not a code system: give the URL of the code "
+                    "system the code comes from",
+                    "structure",
+                )
             if item is None:
                 yield Issue(
                     "error", where, "null is not allowed: leave the element out", "structure"

@@ -121,6 +121,35 @@ def test_bundle_level_errors(minimal_bundle: dict[str, Any]) -> None:
     assert ("Bundle.entry[1].request", "invariant:bdl-3") in found
 
 
+def test_a_restful_full_url_must_name_its_own_resource(minimal_bundle: dict[str, Any]) -> None:
+    i = entry_index(minimal_bundle, "plao-dxa-score")
+    resource = minimal_bundle["entry"][i]["resource"]
+    minimal_bundle["entry"][i]["fullUrl"] = "https://ehr.example.org/fhir/Observation/other-id"
+    (found,) = [x for x in errors(validate(minimal_bundle)) if x.rule == "bundle"]
+    assert found.path == f"Bundle.entry[{i}].fullUrl"
+    assert f"Observation/{resource['id']}" in found.message
+    minimal_bundle["entry"][i]["fullUrl"] = (
+        f"https://ehr.example.org/fhir/Observation/{resource['id']}"
+    )
+    assert not [x for x in errors(validate(minimal_bundle)) if x.rule == "bundle"]
+
+
+def test_a_value_set_url_is_not_a_code_system(minimal_bundle: dict[str, Any]) -> None:
+    i = entry_index(minimal_bundle, "plao-patient")
+    patient = minimal_bundle["entry"][i]["resource"]
+    patient["communication"] = [
+        {
+            "language": {
+                "coding": [{"system": "http://hl7.org/fhir/ValueSet/languages", "code": "en"}]
+            }
+        }
+    ]
+    found = [x for x in errors(validate(minimal_bundle)) if "not a code system" in x.message]
+    assert [x.path for x in found] == [
+        f"Bundle.entry[{i}].resource.communication[0].language.coding[0].system"
+    ]
+
+
 def test_relative_reference_outside_the_bundle_is_a_warning(
     minimal_bundle: dict[str, Any],
 ) -> None:
