@@ -45,6 +45,10 @@ class _TypeRules:
 
 
 def _suffix(code: str) -> str:
+    """The JSON name suffix of a choice type: ``valueString``; a Quantity profile
+    (SimpleQuantity, MoneyQuantity) is written as its base type, ``doseQuantity``."""
+    if code in ("SimpleQuantity", "MoneyQuantity"):
+        return "Quantity"
     return code[0].upper() + code[1:]
 
 
@@ -175,6 +179,21 @@ NATIVE: dict[str, Callable[[Mapping[str, Any]], bool | None]] = {
 }
 
 
+#: data types whose system + code name a code of a code system
+_CODED = frozenset(
+    {
+        "Coding",
+        "Quantity",
+        "SimpleQuantity",
+        "MoneyQuantity",
+        "Age",
+        "Count",
+        "Distance",
+        "Duration",
+    }
+)
+
+
 class CoreRules:
     """The compiled base R4 rules, by type."""
 
@@ -183,6 +202,13 @@ class CoreRules:
             url: {system: frozenset(codes) for system, codes in systems.items()}
             for url, systems in data.get("valueSets", {}).items()
         }
+        #: code system URL -> its codes, for every code system R4 defines completely
+        self.code_systems: dict[str, frozenset[str]] = {
+            url: frozenset(codes) for url, codes in data.get("codeSystems", {}).items()
+        }
+        self.case_insensitive: frozenset[str] = frozenset(
+            data.get("caseInsensitiveCodeSystems", ())
+        )
         self.types: dict[str, _TypeRules] = {}
         for name, raw in data.get("types", {}).items():
             elements = {
@@ -280,9 +306,30 @@ class _Run:
                     if inner is not None:
                         self.walk(item, inner, "", where)
                 else:
+                    if type_code in _CODED:
+                        self.defined_code(item, where)
                     datatype = self.core.types.get(type_code)
                     if datatype is not None:
                         self.walk(item, datatype, "", where)
+
+    def defined_code(self, item: Mapping[str, Any], where: str) -> None:
+        """A Coding or Quantity that names a code system R4 defines completely must use one of
+        its codes (``v3-orderableDrugForm`` has ``TAB``, not ``Tab``)."""
+        system, code = item.get("system"), item.get("code")
+        if not isinstance(system, str) or not isinstance(code, str):
+            return
+        codes = self.core.code_systems.get(system)
+        if codes is None or code in codes:
+            return
+        if system in self.core.case_insensitive and code.lower() in {c.lower() for c in codes}:
+            return
+        near = sorted(c for c in codes if c.lower() == code.lower())
+        hint = f" (did you mean {near[0]!r}? codes are case-sensitive)" if near else ""
+        self.add(
+            where,
+            f"{code!r} is not a code of {system}{hint}",
+            "binding",
+        )
 
     def binding(self, item: Any, url: str, type_code: str | None, where: str) -> None:
         systems = self.core.value_sets.get(url)

@@ -11,7 +11,10 @@ validator needs for those, in a compact form shipped with the package:
 * the invariants (FHIRPath) of each element, by element path, except ele-1, ext-1, dom-3 and dom-6
   (checked natively, or not at all: see ``fhir_plao/_validation/conformance.py``);
 * the codes of every value set that a required binding names and that can be enumerated from the
-  package (``include`` of whole complete code systems or of listed concepts).
+  package (``include`` of whole complete code systems or of listed concepts);
+* the codes of every code system the package defines completely (FHIR's own, HL7 v2 and v3, DICOM),
+  so that a Coding or Quantity naming such a system with a code it does not define is an error
+  wherever it stands, bound or not (as HAPI's validator says).
 
 Usage: ``python scripts/profiles/build_core_rules.py`` (``build.py`` calls it).
 """
@@ -137,10 +140,22 @@ def rules(package: Path) -> dict[str, Any]:
         expanded = _expand(url, value_sets, code_systems)
         if expanded is not None:
             expansions[url] = expanded
+    systems = {
+        url: sorted(set(_all_codes(cs.get("concept", []))))
+        for url, cs in sorted(code_systems.items())
+        if cs.get("content") == "complete" and cs.get("concept")
+    }
+    case_insensitive = sorted(
+        url
+        for url, cs in code_systems.items()
+        if url in systems and cs.get("caseSensitive") is False
+    )
     return {
+        "codeSystems": systems,
+        "caseInsensitiveCodeSystems": case_insensitive,
         "about": (
             "Base FHIR R4 4.0.1 rules for fhir_plao.validation (element types, required "
-            "bindings, invariants, value set codes), extracted by "
+            "bindings, invariants, value set and code system codes), extracted by "
             "scripts/profiles/build_core_rules.py from hl7.fhir.r4.core#4.0.1 as unpacked from "
             f"{build_core_package._source_version()}. Generated: do not edit."
         ),

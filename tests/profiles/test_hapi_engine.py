@@ -170,3 +170,28 @@ def test_without_java_the_server_manager_says_so_in_one_line(tmp_path: Path) -> 
     assert res.returncode == 1
     (line,) = res.stderr.strip().splitlines()
     assert "Java not found" in line and "Java 17 or newer" in line
+
+
+@pytest.mark.timeout(900)
+def test_the_agreement_report_has_no_unexplained_hapi_only_error(tmp_path: Path) -> None:
+    """``scripts/validation_agreement.py`` (``make agreement``) on the whole corpus but fewer
+    synthetic cases: every error HAPI reports where ours reports none is explained."""
+    report = tmp_path / "agreement.md"
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "validation_agreement.py"),
+            "--synthetic",
+            "3",
+            "-o",
+            str(report),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    text = report.read_text(encoding="utf-8")
+    assert "UNEXPLAINED" not in text
+    assert "| the example Bundle | 1 | 1 | 0 | 0 | 0 |" in text

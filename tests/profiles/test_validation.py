@@ -134,6 +134,27 @@ def test_a_restful_full_url_must_name_its_own_resource(minimal_bundle: dict[str,
     assert not [x for x in errors(validate(minimal_bundle)) if x.rule == "bundle"]
 
 
+def test_a_code_must_exist_in_the_hl7_code_system_it_names(
+    example_bundle: dict[str, Any],
+) -> None:
+    """Observation.interpretation is bound only extensibly, but a coding that names HL7's
+    v3-ObservationInterpretation must use one of its codes (so must any coding, bound or not)."""
+    (i,) = [
+        n
+        for n, e in enumerate(example_bundle["entry"])
+        if e["resource"].get("interpretation")
+        and e["resource"]["interpretation"][0]["coding"][0]["code"] == "H"
+    ][:1]
+    coding = example_bundle["entry"][i]["resource"]["interpretation"][0]["coding"][0]
+    coding["code"] = "ZZ"
+    (found,) = [x for x in errors(validate(example_bundle)) if "'ZZ'" in x.message]
+    assert found.path == f"Bundle.entry[{i}].resource.interpretation[0].coding[0]"
+    assert "v3-ObservationInterpretation" in found.message
+    coding["code"] = "h"
+    (found,) = [x for x in errors(validate(example_bundle)) if "'h'" in x.message]
+    assert "did you mean 'H'?" in found.message
+
+
 def test_a_value_set_url_is_not_a_code_system(minimal_bundle: dict[str, Any]) -> None:
     i = entry_index(minimal_bundle, "plao-patient")
     patient = minimal_bundle["entry"][i]["resource"]
@@ -300,6 +321,17 @@ def test_profiles_and_invariants_are_compiled_once() -> None:
 
 FOREIGN_FILES = sorted(FOREIGN_EXAMPLES.glob("**/*.json"))
 
+#: errors in the official R4 examples themselves (HAPI's validator reports the same)
+SPEC_EXAMPLE_ERRORS = {
+    "MedicationStatement-example001.json": [
+        "MedicationStatement.contained[0].ingredient[0].strength.denominator",
+        "MedicationStatement.contained[0].ingredient[1].strength.denominator",
+    ],  # 'Tab' where v3-orderableDrugForm defines 'TAB'
+    "MedicationStatement-example003.json": [
+        "MedicationStatement.dosage[0].doseAndRate[0].doseQuantity"
+    ],  # 'tab', likewise
+}
+
 
 @pytest.mark.parametrize("path", FOREIGN_FILES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_foreign_fhir_is_validated_without_crashing(path: Path) -> None:
@@ -312,4 +344,5 @@ def test_foreign_fhir_is_validated_without_crashing(path: Path) -> None:
         assert issue.path.startswith(root), issue
         assert issue.message
     if path.parent.name == "spec-examples" and root != "Bundle":
-        assert errors(issues) == [], "\n".join(map(str, issues))
+        expected = SPEC_EXAMPLE_ERRORS.get(path.name, [])
+        assert [x.path for x in errors(issues)] == expected, "\n".join(map(str, issues))
