@@ -6,6 +6,7 @@ ratios between contenders measured side by side, so it says more than absolute n
 
 Modules, one per benchmark: :mod:`bench.mapping` (case -> Bundle -> validated -> bytes),
 :mod:`bench.validation` (the example Bundle, resources per second), :mod:`bench.push` and
-:mod:`bench.pull` (against a local SEKMET server), :mod:`bench.memory` (peak RSS of a bulk push).
+:mod:`bench.pull` (against a local SEKMET or HAPI server), :mod:`bench.memory` (peak RSS of a
+bulk push).
 Nothing here is part of the ``fhir_plao`` package; only ``make bench`` and its smoke test use it.
 """

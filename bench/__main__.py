@@ -4,8 +4,11 @@ Every knob has an environment variable (``make bench`` passes them through), e.g
 
     make bench BENCH_MEMORY_CASES=2000 BENCH_RUNS=1
 
-The server benchmarks (push, pull, memory) start SEKMET on a free 127.0.0.1 port with its own
-state directory under a temporary directory, and stop it at the end, also on failure or SIGTERM.
+The server benchmarks (push, pull, memory) start the server (``--server``: SEKMET by default, or
+HAPI FHIR) on a free 127.0.0.1 port with its own state directory under a temporary directory,
+and stop it at the end, also on failure or SIGTERM. ``--server hapi`` runs push and pull unless
+told otherwise. ``bench/RESULTS.md`` keeps the latest run on each server: a run replaces its own
+server's section and keeps the other's.
 Exit status: 0 when every benchmark ran and did the work it claims (targets missed do not count),
 1 otherwise; the results are written either way.
 """
@@ -29,7 +32,7 @@ from typing import Any
 
 from bench import server
 from bench._common import REPO_ROOT, progress
-from bench.report import TARGETS, Report, describe_machine, load_average
+from bench.report import TARGETS, Report, describe_machine, load_average, merge_runs
 
 ALL = ("mapping", "validation", "push", "pull", "memory")
 SERVER_BENCHMARKS = ("push", "pull", "memory")
@@ -97,9 +100,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="cases in flight when pushing ($BENCH_CONCURRENCY, 4)",
     )
     p.add_argument(
+        "--server",
+        choices=tuple(server.LABELS),
+        default=os.environ.get("BENCH_SERVER", "sekmet"),
+        help="the FHIR server of push, pull and memory ($BENCH_SERVER, sekmet)",
+    )
+    p.add_argument(
         "--only",
-        default=os.environ.get("BENCH_ONLY", ",".join(ALL)),
-        help=f"comma-separated subset of {','.join(ALL)} ($BENCH_ONLY)",
+        default=os.environ.get("BENCH_ONLY"),
+        help=f"comma-separated subset of {','.join(ALL)} ($BENCH_ONLY; default: all on SEKMET, "
+        "push,pull on HAPI)",
     )
     p.add_argument(
         "--profile",
@@ -114,6 +124,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the Markdown report ($BENCH_OUTPUT, bench/RESULTS.md)",
     )
     args = p.parse_args(argv)
+    if args.only is None:
+        args.only = ",".join(ALL) if args.server == "sekmet" else "push,pull"
     args.only = tuple(name.strip() for name in args.only.split(",") if name.strip())
     unknown = set(args.only) - set(ALL)
     if unknown:
@@ -130,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     started = datetime.now(UTC)
     t0 = time.monotonic()
-    settings: dict[str, Any] = {"benchmarks": "+".join(args.only), "runs": args.runs}
+    settings: dict[str, Any] = {
+        "server": args.server,
+        "benchmarks": "+".join(args.only),
+        "runs": args.runs,
+    }
     if "mapping" in args.only:
         settings["mapping_cases"] = args.mapping_cases
     if "validation" in args.only:
@@ -145,9 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     if set(args.only) & {"push", "memory"}:
         settings["concurrency"] = args.concurrency
     report = Report(
-        machine=describe_machine(server.server_module().REQUIREMENT),
+        machine=describe_machine(server.LABELS[args.server], server.version(args.server)),
         settings=settings,
         started=started.strftime("%Y-%m-%d %H:%M"),
+        server=server.LABELS[args.server],
     )
     progress(f"fhir-plao bench: {', '.join(args.only)}; {settings}")
 
@@ -170,13 +187,17 @@ def main(argv: list[str] | None = None) -> int:
         for note in report.notes():
             print(f"- {note}\n", flush=True)
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(report.markdown(), encoding="utf-8")
+        previous = args.output.read_text(encoding="utf-8") if args.output.is_file() else ""
+        args.output.write_text(
+            merge_runs(previous, args.server, report.markdown()), encoding="utf-8"
+        )
         raw = {name: result.to_json() for name, result in report.results.items()} | {
             "machine": report.machine,
             "settings": settings,
             "errors": report.errors,
         }
-        args.output.with_name("results.json").write_text(json.dumps(raw, indent=2) + "\n")
+        name = "results.json" if args.server == "sekmet" else f"results-{args.server}.json"
+        args.output.with_name(name).write_text(json.dumps(raw, indent=2) + "\n")
         progress(f"wrote {args.output} and results.json in {report.seconds / 60:.1f} min")
     return 1 if report.errors else 0
 
@@ -204,7 +225,7 @@ def _run(
         return
     workdir = Path(tempfile.mkdtemp(prefix="fhir-plao-bench-"))
     try:
-        with server.sekmet(workdir / "sekmet") as handle:
+        with server.running(args.server, workdir / args.server) as handle:
             cases_per_second = None
             if "push" in args.only:
                 done = attempt(

@@ -1,4 +1,5 @@
-"""Push: synthetic cases to the local SEKMET server, four ways, the same resources each time.
+"""Push: synthetic cases to the local FHIR server (SEKMET or HAPI), four ways, the same resources
+each time.
 
 Every contender runs with the same concurrency (4 by default: that many cases in flight), starts
 on an emptied database, and is followed by a ``_summary=count`` of every resource type, which must
@@ -17,7 +18,7 @@ equal what the Bundles hold (the same work was done):
 * **httpx one by one**: one plain keep-alive ``httpx`` PUT per resource (same rewritten resources,
   serialised before the clock): what any one-by-one client could do at best on this server.
 
-Besides wall time, each run records the CPU seconds SEKMET's process used (``/proc/PID/stat``)
+Besides wall time, each run records the CPU seconds the server's process used (``/proc/PID/stat``)
 and those of the bench process (which is the client for all four): where the time went.
 """
 
@@ -69,7 +70,7 @@ class PushResult:
     resources: int
     concurrency: int
     seconds: dict[str, Series] = field(default_factory=dict)
-    server_cpu: dict[str, Series] = field(default_factory=dict)  # SEKMET's CPU seconds
+    server_cpu: dict[str, Series] = field(default_factory=dict)  # the server process's CPU seconds
     client_cpu: dict[str, Series] = field(default_factory=dict)  # this process's CPU seconds
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
 

@@ -87,15 +87,15 @@ def load_average() -> str:
         return "unknown"
 
 
-def describe_machine(sekmet: str | None = None) -> dict[str, Any]:
+def describe_machine(server: str | None = None, version: str | None = None) -> dict[str, Any]:
     versions: dict[str, str] = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
-    if sekmet:
-        versions["SEKMET (server, own venv)"] = sekmet.split("==", 1)[-1]
+    if server and version:
+        versions[f"{server} (server)"] = version
     return {
         "load_start": load_average(),
         "cpu": _cpu_model(),
@@ -130,6 +130,7 @@ class Report:
     machine: dict[str, Any]
     settings: dict[str, Any]
     started: str
+    server: str = "SEKMET"  # the server of the push, pull and memory rows
     seconds: float = 0.0
     results: dict[str, Any] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
@@ -219,7 +220,7 @@ class Report:
                 ratio, basis = speed("ours", "fhirpy_one_by_one")
                 rows.append(
                     Row(
-                        "3 push",
+                        f"3 push ({self.server})",
                         f"ours / fhirpy one by one (throughput, {push.cases} cases)",
                         f"{ratio:.2f}x",
                         basis,
@@ -231,7 +232,7 @@ class Report:
                 ratio, basis = speed("ours", "httpx_transaction")
                 rows.append(
                     Row(
-                        "3 push",
+                        f"3 push ({self.server})",
                         "ours / plain httpx transaction (the ceiling)",
                         f"{ratio:.2f}x",
                         basis,
@@ -241,7 +242,7 @@ class Report:
                 ratio, basis = speed("httpx_one_by_one", "fhirpy_one_by_one")
                 rows.append(
                     Row(
-                        "3 push",
+                        f"3 push ({self.server})",
                         "plain httpx one by one / fhirpy one by one",
                         f"{ratio:.2f}x",
                         basis,
@@ -250,7 +251,7 @@ class Report:
                 ratio, basis = speed("httpx_transaction", "httpx_one_by_one")
                 rows.append(
                     Row(
-                        "3 push",
+                        f"3 push ({self.server})",
                         "plain httpx: transaction / one by one (server)",
                         f"{ratio:.2f}x",
                         basis,
@@ -261,8 +262,8 @@ class Report:
                 if cpu is not None and cpu.values and name in secs:
                     rows.append(
                         Row(
-                            "3 push",
-                            f"SEKMET CPU / wall time, {name}",
+                            f"3 push ({self.server})",
+                            f"{self.server} CPU / wall time, {name}",
                             f"{cpu.median / secs[name].median:.2f}",
                             f"{cpu.median:.1f} s CPU / {secs[name].median:.1f} s",
                         )
@@ -272,7 +273,7 @@ class Report:
             ours, raw = pull.seconds["ours"], pull.seconds["raw_httpx"]
             rows.append(
                 Row(
-                    "4 pull",
+                    f"4 pull ({self.server})",
                     f"ours / raw httpx (time, {pull.observations} Observations, "
                     f"_count={pull.page_size})",
                     f"{pull.ratio:.2f}x",
@@ -286,7 +287,7 @@ class Report:
             small, large = memory.runs[0], memory.runs[-1]
             rows.append(
                 Row(
-                    "5 memory",
+                    f"5 memory ({self.server})",
                     f"peak RSS {large.cases} / {small.cases} cases pushed",
                     f"{memory.ratio:.2f}x",
                     f"{large.peak_rss_kib / 1024:.0f} MiB / {small.peak_rss_kib / 1024:.0f} MiB, "
@@ -472,7 +473,7 @@ class Report:
                     f"{verdict}; ours runs at "
                     f"{med['httpx_transaction'] / med['ours']:.2f} of the plain-httpx transaction "
                     f"speed, fhirpy at {med['httpx_one_by_one'] / med['fhirpy_one_by_one']:.2f} "
-                    f"of the plain-httpx one-by-one speed, and SEKMET's process is busy "
+                    f"of the plain-httpx one-by-one speed, and {self.server}'s process is busy "
                     f"{cpu:.0%} of the wall time while ours pushes (one process on "
                     f"{self.machine.get('cores', '?')} cores, sharing them with the client). "
                     "Over a real network each one-by-one request also pays a round trip, "
@@ -562,3 +563,26 @@ def _method(name: str) -> str:
     if not doc:
         return ""
     return f"**{name}** ({f'bench/{name}.py'}): {doc}\n"
+
+
+_RUN_START = "<!-- bench-run server={server} -->"
+_RUN_END = "<!-- /bench-run -->"
+
+
+def merge_runs(previous: str, server: str, markdown: str) -> str:
+    """``bench/RESULTS.md`` with this run's report for ``server`` and the latest earlier run of
+    every other server kept below it (a file without run markers is one SEKMET run)."""
+    kept: list[str] = []
+    if previous.strip():
+        blocks = previous.split(_RUN_END)
+        if len(blocks) == 1:  # written before the markers: a SEKMET run
+            blocks = [_RUN_START.format(server="sekmet") + "\n" + previous]
+        for block in blocks:
+            _, marker, body = block.partition("<!-- bench-run server=")
+            if not marker:
+                continue
+            name, _, body = body.partition(" -->")
+            if name != server and body.strip():
+                kept.append(_RUN_START.format(server=name) + body.rstrip() + "\n" + _RUN_END)
+    own = _RUN_START.format(server=server) + "\n" + markdown.rstrip() + "\n" + _RUN_END
+    return "\n\n".join([own, *kept]) + "\n"

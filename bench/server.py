@@ -1,4 +1,4 @@
-"""The local SEKMET FHIR server for the bench, through ``scripts/fhir_server.py``.
+"""The local FHIR server for the bench (SEKMET or HAPI FHIR), through ``scripts/fhir_server.py``.
 
 The script is stdlib-only and is loaded by path, as ``tests/integration/conftest.py`` does. The
 bench's server gets its own state directory and a free 127.0.0.1 port, and is always stopped.
@@ -34,18 +34,30 @@ def server_module() -> ModuleType:
     return module
 
 
+#: what the report calls each server, with its version
+LABELS = {"sekmet": "SEKMET", "hapi": "HAPI FHIR"}
+
+
+def version(kind: str) -> str:
+    """The server's version as the report gives it."""
+    if kind == "hapi":
+        return "8.8.0 (JPA, H2 in memory; servers/hapi)"
+    return str(server_module().REQUIREMENT).split("==", 1)[-1]
+
+
 @contextmanager
-def sekmet(state_dir: Path) -> Iterator[Any]:
-    """Install (if needed) and start SEKMET with a fresh database; stop it however we leave."""
+def running(kind: str, state_dir: Path) -> Iterator[Any]:
+    """Install (if needed) and start the server with a fresh database; stop it however we
+    leave."""
     fhir_server = server_module()
-    fhir_server.install()
-    handle = fhir_server.start(0, state_dir, fresh=True)
-    progress(f"SEKMET running at {handle.base_url} (state in {state_dir})")
+    fhir_server.install(kind)
+    handle = fhir_server.start(0, state_dir, server=kind, fresh=True)
+    progress(f"{LABELS[kind]} running at {handle.base_url} (state in {state_dir})")
     try:
         yield handle
     finally:
         fhir_server.stop(handle)
-        progress("SEKMET stopped")
+        progress(f"{LABELS[kind]} stopped")
 
 
 def cpu_seconds(pid: int) -> float:

@@ -83,3 +83,14 @@ def test_knobs_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
     assert args.only == ("mapping", "pull")
     with pytest.raises(SystemExit):
         parse_args(["--only", "nonsense"])
+
+
+def test_results_keep_the_latest_run_of_each_server() -> None:
+    legacy = "# fhir-plao benchmark results\n\nold SEKMET figures\n"
+    with_hapi = report.merge_runs(legacy, "hapi", "# results\n\nHAPI figures\n")
+    assert with_hapi.index("HAPI figures") < with_hapi.index("old SEKMET figures")
+
+    again = report.merge_runs(with_hapi, "sekmet", "# results\n\nnew SEKMET figures\n")
+    assert "old SEKMET figures" not in again
+    assert "new SEKMET figures" in again and "HAPI figures" in again
+    assert again.count("<!-- bench-run server=") == 2

@@ -1,11 +1,11 @@
-"""Helpers for the bulk tests against the real SEKMET server: instrumentation, not a server.
+"""Bulk helpers for the tests against the real servers (SEKMET, HAPI): instrumentation only.
 
 :class:`RecordingTransport` wraps ``httpx.AsyncHTTPTransport()``: every request goes to the real
 server, and the transport records what was sent, when, and how many requests were in flight at
 once. For the fault paths a real server will not produce on demand,
 :meth:`RecordingTransport.inject` answers the requests a predicate picks (one patient's
 transactions, say) with a fault instead: a canned status, a reset connection, or the real server's
-answer cut short. Every other request still reaches SEKMET, so the cases around the faulty one
+answer cut short. Every other request still reaches the server, so the cases around the faulty one
 really are stored.
 """
 

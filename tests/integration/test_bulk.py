@@ -1,5 +1,5 @@
-"""Bulk push and pull against the real SEKMET server: what a user of ``fhir-plao push`` (many
-cases) and ``fhir-plao pull --all / --search`` meets.
+"""Bulk push and pull against the real servers (SEKMET, HAPI): what a user of ``fhir-plao
+push`` (many cases) and ``fhir-plao pull --all / --search`` meets.
 
 The transactions actually sent are counted by :class:`RecordingTransport` (``bulk_helpers``):
 the real ``httpx.AsyncHTTPTransport`` with a record of each request, never a server of our own.
@@ -498,9 +498,9 @@ def test_a_case_split_into_small_transactions_round_trips(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """``--max-entries`` on one case file: the CLI goes bulk and sends reference-closed parts
-    in dependency order (SEKMET does not check referential integrity, so the order is checked on
-    what was sent: each ``Type/id`` reference names a resource an earlier part or the same part
-    wrote; a server that checks, as HAPI does, would refuse it otherwise)."""
+    in dependency order. The order is checked on what was sent: each ``Type/id`` reference names a
+    resource an earlier part or the same part wrote. SEKMET does not check referential integrity;
+    HAPI does (HAPI-1094), so on HAPI the server itself accepting every part proves it too."""
     url = fresh_fhir_server_url
     path = tmp_path / "case.json"
     path.write_text(case_to_json(example_case))
