@@ -57,6 +57,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SERVER_HOME = REPO_ROOT / ".fhir-server"
@@ -160,6 +161,39 @@ def _clean_env() -> dict[str, str]:
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     env["PIP_NO_INPUT"] = "1"
     return env
+
+
+def _run_logged(
+    cmd: list[str],
+    log: IO[bytes],
+    *,
+    env: dict[str, str],
+    timeout: float,
+    cwd: Path | None = None,
+) -> int:
+    """Run ``cmd`` with its output appended to ``log``; its exit code, -1 if it timed out or
+    could not start (said in the log)."""
+    log.write(f"$ {' '.join(cmd)}\n".encode())
+    log.flush()
+    try:
+        rc = subprocess.run(
+            cmd,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            timeout=timeout,
+            check=False,
+        ).returncode
+    except subprocess.TimeoutExpired:
+        rc = -1
+        log.write(f"\n[timed out after {timeout:.0f} s]\n".encode())
+    except OSError as exc:
+        rc = -1
+        log.write(f"\n[could not run: {exc}]\n".encode())
+    log.flush()
+    return rc
 
 
 @contextlib.contextmanager
@@ -347,27 +381,9 @@ def install(server: str = "sekmet", force: bool = False) -> Path:
         ]
         with open(INSTALL_LOG, "wb") as log:
             for cmd in steps:
-                log.write(f"$ {' '.join(cmd)}\n".encode())
-                log.flush()
                 remaining = max(1.0, deadline - time.monotonic())
-                try:
-                    rc = subprocess.run(
-                        cmd,
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        env=_clean_env(),
-                        timeout=remaining,
-                        check=False,
-                    ).returncode
-                except subprocess.TimeoutExpired:
-                    rc = -1
-                    log.write(f"\n[timed out after {INSTALL_TIMEOUT:.0f} s]\n".encode())
-                except OSError as exc:
-                    rc = -1
-                    log.write(f"\n[could not run: {exc}]\n".encode())
+                rc = _run_logged(cmd, log, env=_clean_env(), timeout=remaining)
                 if rc != 0:
-                    log.flush()
                     raise ServerError(
                         f"SEKMET install failed (exit {rc}) running: {' '.join(cmd)}\n"
                         f"--- tail of {INSTALL_LOG} ---\n{tail(INSTALL_LOG)}"
@@ -450,22 +466,7 @@ def build_hapi(force: bool = False) -> Path:
         SERVER_HOME.mkdir(parents=True, exist_ok=True)
         HAPI_STAMP.unlink(missing_ok=True)
         with open(HAPI_BUILD_LOG, "wb") as log:
-            log.write(f"$ {' '.join(cmd)}\n".encode())
-            log.flush()
-            try:
-                rc = subprocess.run(
-                    cmd,
-                    cwd=HAPI_DIR,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    timeout=HAPI_BUILD_TIMEOUT,
-                    check=False,
-                ).returncode
-            except subprocess.TimeoutExpired:
-                rc = -1
-                log.write(f"\n[timed out after {HAPI_BUILD_TIMEOUT:.0f} s]\n".encode())
+            rc = _run_logged(cmd, log, env=env, timeout=HAPI_BUILD_TIMEOUT, cwd=HAPI_DIR)
         if rc != 0 or not (HAPI_TARGET / "classpath.txt").is_file():
             raise ServerError(
                 f"HAPI launcher build failed (exit {rc}): {' '.join(cmd)}\n"
@@ -593,9 +594,14 @@ def running(state_dir: str | os.PathLike[str] | None = None) -> ServerHandle | N
 # --------------------------------------------------------------------------- start / stop
 
 
-def _command(kind: str, state: Path, port: int, base_url: str) -> list[str]:
+def _command(
+    kind: str, state: Path, port: int, base_url: str, options: dict[str, str]
+) -> list[str]:
     """The server's command line (SEKMET reads its settings file, HAPI its arguments)."""
+    if options and kind != "hapi":
+        raise ServerError(f"options {sorted(options)} are for the HAPI launcher only")
     if kind == "hapi":
+        extra = [f"--fhirplao.{key}={value}" for key, value in sorted(options.items())]
         return [
             java_executable(),
             HAPI_HEAP,
@@ -607,6 +613,7 @@ def _command(kind: str, state: Path, port: int, base_url: str) -> list[str]:
             f"--server.address={HOST}",
             f"--server.port={port}",
             f"--fhirplao.server-address={base_url}",
+            *extra,
         ]
     write_settings(state, port)
     return [str(_venv_bin("sekmet")), "serve", "-c", str(_paths(state)["settings"])]
@@ -623,13 +630,16 @@ def start(
     server: str = "sekmet",
     fresh: bool = False,
     timeout: float | None = None,
+    options: dict[str, str] | None = None,
 ) -> ServerHandle:
     """Start ``server`` detached on 127.0.0.1 and wait until ``/metadata`` says FHIR 4.0.x.
 
     ``port`` 0, None or "auto" picks a free port. ``fresh`` starts from an empty database
     (SEKMET's file is deleted; HAPI's H2 database lives in memory and is always new). If the
     state dir already has a live server of that kind on a compatible port, its handle is
-    returned. Raises :class:`ServerError` with the log tail when the server does not come up.
+    returned. ``options`` are settings of our HAPI launcher (``{"search-cache-millis": "60000"}``
+    turns HAPI's search cache on). Raises :class:`ServerError` with the log tail when the server
+    does not come up.
     """
     kind = _check_kind(server)
     install(kind)
@@ -644,6 +654,7 @@ def start(
             existing.kind == kind
             and wanted in (0, existing.port)
             and not fresh
+            and not options
             and _ready(existing.base_url)
         ):
             _log(f"already running (pid {existing.pid}) at {existing.base_url}")
@@ -664,7 +675,7 @@ def start(
         raise ServerError(f"port {HOST}:{wanted} is in use by another process")
 
     base_url = f"http://{HOST}:{wanted}{FHIR_PATH}"
-    cmd = _command(kind, state, wanted, base_url)
+    cmd = _command(kind, state, wanted, base_url, dict(options or {}))
     label = _label(kind)
     began = time.monotonic()
     with open(p["log"], "wb") as log:

@@ -193,5 +193,5 @@ def test_the_agreement_report_has_no_unexplained_hapi_only_error(tmp_path: Path)
     )
     assert res.returncode == 0, res.stderr[-3000:]
     text = report.read_text(encoding="utf-8")
-    assert "UNEXPLAINED" not in text
+    assert "**UNEXPLAINED**" not in text
     assert "| the example Bundle | 1 | 1 | 0 | 0 | 0 |" in text

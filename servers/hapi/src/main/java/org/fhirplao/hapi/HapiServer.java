@@ -85,11 +85,19 @@ public class HapiServer {
 	@Value("${fhirplao.server-address}")
 	private String serverAddress;
 
+	/**
+	 * How long an identical search may be answered from the results of an earlier one (HAPI's
+	 * default is 60000 ms). Empty, the default here: never, so a search after a write sees it. A
+	 * test sets it to see that a client's {@code Cache-Control: no-cache} gets past the cache.
+	 */
+	@Value("${fhirplao.search-cache-millis:}")
+	private String searchCacheMillis;
+
 	@Bean
 	public JpaStorageSettings jpaStorageSettings() {
 		JpaStorageSettings settings = new JpaStorageSettings();
-		// null: never answer a search from the cache of an identical earlier search
-		settings.setReuseCachedSearchResultsForMillis(null);
+		settings.setReuseCachedSearchResultsForMillis(
+				searchCacheMillis.isBlank() ? null : Long.valueOf(searchCacheMillis.trim()));
 		settings.setAllowMultipleDelete(true);
 		settings.setExpungeEnabled(true);
 		settings.setDeleteExpungeEnabled(true);
