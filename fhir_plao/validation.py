@@ -30,7 +30,7 @@ rule to check by hand, never a crash; ``hasValue()``, which fhirpathpy lacks, is
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ __all__ = [
     "validate_documents",
     "validate_file",
     "validate_ndjson",
+    "validate_parsed",
     "validate_text",
 ]
 
@@ -264,7 +265,7 @@ def validate_ndjson(lines: Iterable[str | bytes]) -> list[Issue]:
             docs.append((f"line {n}", jsonio.loads(line)))
         except jsonio.JsonError as exc:
             docs.append((f"line {n}", _Unparsed(str(exc))))
-    return _validate_parsed(docs)
+    return validate_parsed(docs)
 
 
 def read_documents(data: str | bytes, *, source: str = "input") -> list[tuple[str | None, Any]]:
@@ -311,7 +312,13 @@ class _Unparsed:
         self.problem = problem
 
 
-def _validate_parsed(docs: Sequence[tuple[str | None, Any]]) -> list[Issue]:
+def validate_parsed(
+    docs: Sequence[tuple[str | None, Any]],
+    *,
+    check: Callable[[Sequence[tuple[str | None, Any]]], list[Issue]] = validate_documents,
+) -> list[Issue]:
+    """Validate what :func:`read_documents` gave: NDJSON lines that are not JSON are errors at
+    ``$``; the documents go to ``check`` (ours by default; HAPI's for ``--engine hapi``)."""
     issues: list[Issue] = []
     good: list[tuple[str | None, Any]] = []
     for source, doc in docs:
@@ -319,12 +326,12 @@ def _validate_parsed(docs: Sequence[tuple[str | None, Any]]) -> list[Issue]:
             issues.append(Issue("error", "$", f"not JSON: {doc.problem}", "structure", source))
         else:
             good.append((source, doc))
-    return issues + validate_documents(good)
+    return issues + check(good)
 
 
 def validate_text(data: str | bytes, *, source: str = "input") -> list[Issue]:
     """Validate JSON text holding a resource, a Bundle, or NDJSON (see :func:`read_documents`)."""
-    return _validate_parsed(read_documents(data, source=source))
+    return validate_parsed(read_documents(data, source=source))
 
 
 def validate_file(path: str | Path) -> list[Issue]:

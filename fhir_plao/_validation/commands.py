@@ -53,7 +53,7 @@ def run_validate(args: argparse.Namespace) -> int:
         count_resources,
         issues_to_operation_outcome,
         read_documents,
-        validate_text,
+        validate_parsed,
     )
 
     if args.file == "-":
@@ -65,13 +65,13 @@ def run_validate(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise InputError(f"cannot read: {exc.strerror}", location=args.file) from None
         source = args.file
-    docs = read_documents(raw, source=source)
+    docs = read_documents(raw, source=source)  # parsed once, for either engine
     if args.engine == "hapi":
         from fhir_plao._validation.hapi import validate_with_hapi
 
-        issues = validate_with_hapi(docs)
+        issues = validate_parsed(docs, check=validate_with_hapi)
     else:
-        issues = validate_text(raw, source=source)
+        issues = validate_parsed(docs)
     errors = sum(1 for i in issues if i.severity == "error")
     warnings = sum(1 for i in issues if i.severity == "warning")
     if args.format == "outcome":

@@ -130,6 +130,20 @@ def test_cli_validate_with_the_hapi_engine(
     assert " invalid: " in out[-1]
 
 
+def test_cli_hapi_engine_on_ndjson_with_a_line_that_is_not_json(
+    tmp_path: Path, minimal_bundle: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    resources = [e["resource"] for e in minimal_bundle["entry"]]
+    del resources[0]["gender"]  # the Patient, line 1
+    lines = [jsonio.dumps(r) for r in resources[:3]] + ["{not json"]
+    path = tmp_path / "resources.ndjson"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["validate", "--engine", "hapi", "--errors-only", str(path)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("error line 1 Patient.gender: ") for line in out)
+    assert any(line.startswith("error line 4 $: not JSON") for line in out)
+
+
 def test_without_java_the_hapi_engine_says_so_in_one_line(
     tmp_path: Path, example_bundle: dict[str, Any]
 ) -> None:
