@@ -450,9 +450,9 @@ def build_hapi(force: bool = False) -> Path:
     repository (a few minutes); a later build of changed sources needs no network. Returns
     ``servers/hapi/target``.
     """
+    java = java_executable()  # checked even when built: the server cannot start without it
     if not force and _hapi_built():
         return HAPI_TARGET
-    java = java_executable()
     mvn = shutil.which("mvn")
     if not mvn:
         raise ServerError("Maven not found (no mvn on PATH): the HAPI server is built with Maven")

@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 from fhir_plao import jsonio  # noqa: E402
 from fhir_plao._validation.hapi import HapiValidator, same_element  # noqa: E402
 from fhir_plao.case import load_case  # noqa: E402
+from fhir_plao.errors import FhirError  # noqa: E402
 from fhir_plao.mapping import to_fhir  # noqa: E402
 from fhir_plao.synth import synth_cases  # noqa: E402
 from fhir_plao.validation import Issue, validate  # noqa: E402
@@ -310,11 +311,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     outcomes: list[Outcome] = []
-    with HapiValidator() as hapi:
-        for n, document in enumerate(corpus(args.synthetic), start=1):
-            outcomes.append(compare(document, hapi))
-            if n % 50 == 0:
-                print(f"agreement: {n} documents", file=sys.stderr, flush=True)
+    try:
+        with HapiValidator() as hapi:
+            for n, document in enumerate(corpus(args.synthetic), start=1):
+                outcomes.append(compare(document, hapi))
+                if n % 50 == 0:
+                    print(f"agreement: {n} documents", file=sys.stderr, flush=True)
+    except FhirError as exc:
+        print(f"agreement: error: {exc}", file=sys.stderr)
+        return 2
     text, unexplained = report(outcomes, time.monotonic() - started, args.synthetic)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text, encoding="utf-8")

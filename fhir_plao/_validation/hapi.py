@@ -174,7 +174,7 @@ class HapiValidator:
 
     def __init__(self, profiles: Path = DATA_FILE) -> None:
         self._profiles = profiles
-        self._folder = tempfile.TemporaryDirectory(prefix="fhir-plao-hapi-")
+        self._folder: tempfile.TemporaryDirectory[str] | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
 
@@ -193,12 +193,13 @@ class HapiValidator:
     def start(self) -> None:
         if self._process is not None:
             return
-        folder = Path(self._folder.name)
-        _write_profiles(self._profiles, folder)
         command = [_java(), "-Xmx1g", "-XX:+UseSerialGC", "-cp", _classpath(), _MAIN]
-        command += ["--profiles", str(folder), "--ndjson"]
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
+        self._folder = tempfile.TemporaryDirectory(prefix="fhir-plao-hapi-")
         try:
+            folder = Path(self._folder.name)
+            _write_profiles(self._profiles, folder)
+            command += ["--profiles", str(folder), "--ndjson"]
+            self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (lives as long as the process)
             self._process = subprocess.Popen(
                 command,
                 stdin=subprocess.PIPE,
@@ -206,7 +207,11 @@ class HapiValidator:
                 stderr=self._stderr,
             )
         except OSError as exc:
+            self.close()
             raise ValidatorUnavailable(f"cannot start HAPI's validator: {exc}") from None
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         process, self._process = self._process, None
@@ -223,7 +228,9 @@ class HapiValidator:
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
-        self._folder.cleanup()
+        if self._folder is not None:
+            self._folder.cleanup()
+            self._folder = None
 
     def _died(self, what: str) -> ValidatorUnavailable:
         detail = ""

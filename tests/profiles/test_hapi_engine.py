@@ -8,6 +8,7 @@ tests fail (they never skip): CI has Java, and a skip would hide the engine.
 from __future__ import annotations
 
 import copy
+import gc
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import pytest
 from fhir_plao import jsonio
 from fhir_plao._validation.hapi import HapiValidator, hapi_path, same_element
 from fhir_plao.cli import main
+from fhir_plao.errors import ValidatorUnavailable
 from fhir_plao.validation import Issue, validate
 
 from .corruptions import CORRUPTIONS, Corruption, corrupt, expected_path
@@ -162,6 +164,17 @@ def test_without_java_the_hapi_engine_says_so_in_one_line(
     assert res.stdout == ""
     (line,) = res.stderr.strip().splitlines()
     assert "Java 17 or newer" in line and "Traceback" not in res.stderr
+
+
+def test_a_validator_that_cannot_start_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-jdk"))
+    validator = HapiValidator()
+    with pytest.raises(ValidatorUnavailable, match="Java 17 or newer"):
+        validator.start()
+    del validator
+    gc.collect()  # a temporary folder left to the garbage collector would warn (an error here)
 
 
 def test_without_java_the_server_manager_says_so_in_one_line(tmp_path: Path) -> None:
