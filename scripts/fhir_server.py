@@ -771,18 +771,23 @@ def _wait_dead(handle: ServerHandle, timeout: float) -> bool:
             return False
 
 
+def _target(
+    target: ServerHandle | str | os.PathLike[str] | None,
+) -> tuple[ServerHandle | None, Path]:
+    """The server a command is about (a handle, or what a state dir records) and its state dir."""
+    if isinstance(target, ServerHandle):
+        return target, target.state_dir
+    state = _resolve_state_dir(target)
+    return _handle_from_state(state), state
+
+
 def stop(target: ServerHandle | str | os.PathLike[str] | None = None) -> bool:
     """Stop a server (by handle or state dir), wait for it to exit, free its port.
 
     Idempotent: returns False when nothing was running. Raises :class:`ServerError` if the
     process survives SIGTERM and SIGKILL.
     """
-    if isinstance(target, ServerHandle):
-        handle: ServerHandle | None = target
-        state = target.state_dir
-    else:
-        state = _resolve_state_dir(target)
-        handle = _handle_from_state(state)
+    handle, state = _target(target)
     if handle is None:
         _forget(state)
         return False
@@ -812,12 +817,7 @@ def stop(target: ServerHandle | str | os.PathLike[str] | None = None) -> bool:
 
 def reset(target: ServerHandle | str | os.PathLike[str] | None = None) -> None:
     """Empty the server's database: ``sekmet reset`` for SEKMET, ``$expunge`` for HAPI."""
-    if isinstance(target, ServerHandle):
-        handle: ServerHandle | None = target
-        state = target.state_dir
-    else:
-        state = _resolve_state_dir(target)
-        handle = _handle_from_state(state)
+    handle, state = _target(target)
     if handle is not None and handle.kind == "hapi":
         hapi_expunge_everything(handle.base_url)
         return

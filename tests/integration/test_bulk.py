@@ -567,6 +567,13 @@ def test_pull_writes_every_patient_in_search_order_page_by_page(
     assert not (tmp_path / "pull.dead-letter.ndjson").exists()
 
 
+def someone_updates(url: str, patient_id: str) -> None:
+    """Another client writes a new version of the patient while our pull pages its search."""
+    with FhirClient(url) as fhir:
+        patient = fhir.read("Patient", patient_id)
+        fhir.update({**patient, "gender": "female"}, if_match=False)
+
+
 @pytest.mark.servers(
     "sekmet",
     reason="SEKMET pages by offset over live data; HAPI pages a stored snapshot of the search "
@@ -584,15 +591,10 @@ def test_pull_writes_a_patient_once_when_offset_paging_shows_it_twice_and_says_o
     push(url, write_ndjson(tmp_path / "cases.ndjson", items), tmp_path, concurrency=1)
     moved = search_order(url)[0]
 
-    def someone_updates_the_first_patient() -> None:
-        with FhirClient(url) as fhir:
-            patient = fhir.read("Patient", moved)
-            fhir.update({**patient, "gender": "female"}, if_match=False)
-
     transport = RecordingTransport()
     transport.before(
         lambda r: r.url.path.endswith("/Patient") and r.url.params.get("_offset") == "2",
-        someone_updates_the_first_patient,
+        lambda: someone_updates(url, moved),
     )
 
     summary, lines, _ = pull(url, tmp_path, transport=transport, page_size=2, concurrency=1)
@@ -619,13 +621,8 @@ def test_pull_is_complete_when_a_patient_is_updated_while_snapshot_pages_are_rea
     push(url, write_ndjson(tmp_path / "cases.ndjson", items), tmp_path, concurrency=1)
     first = search_order(url)[0]
 
-    def someone_updates_the_first_patient() -> None:
-        with FhirClient(url) as fhir:
-            patient = fhir.read("Patient", first)
-            fhir.update({**patient, "gender": "female"}, if_match=False)
-
     transport = RecordingTransport()
-    transport.before(lambda r: "_getpages" in r.url.params, someone_updates_the_first_patient)
+    transport.before(lambda r: "_getpages" in r.url.params, lambda: someone_updates(url, first))
 
     summary, lines, _ = pull(url, tmp_path, transport=transport, page_size=2, concurrency=1)
 
