@@ -222,3 +222,51 @@ def test_the_agreement_report_has_no_unexplained_hapi_only_error(tmp_path: Path)
     text = report.read_text(encoding="utf-8")
     assert "**UNEXPLAINED**" not in text
     assert "| the example Bundle | 1 | 1 | 0 | 0 | 0 |" in text
+
+
+def test_a_validator_process_that_dies_is_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch, example_bundle: dict[str, Any]
+) -> None:
+    import fhir_plao._validation.hapi as hapi_module
+
+    monkeypatch.setattr(hapi_module, "_MAIN", "org.fhirplao.hapi.NoSuchCommand")
+    with HapiValidator() as validator, pytest.raises(ValidatorUnavailable) as info:
+        validator.validate(example_bundle)
+    assert "stopped" in str(info.value) and "NoSuchCommand" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "problem"),
+    [
+        (["--ndjson"], "--profiles DIR is required"),
+        (["--profiles", "PROFILES"], "give either --ndjson"),
+        (["--profiles", "PROFILES", "no-such-file.json"], "cannot read no-such-file.json"),
+        (["--profiles", "EMPTY", "--ndjson"], "cannot load profiles"),
+    ],
+)
+def test_the_java_command_refuses_bad_arguments_in_one_line(
+    tmp_path: Path, arguments: list[str], problem: str
+) -> None:
+    from fhir_plao._validation.hapi import _classpath, _java
+
+    (tmp_path / "empty").mkdir()
+    given = [
+        str(REPO / "profiles")
+        if a == "PROFILES"
+        else str(tmp_path / "empty")
+        if a == "EMPTY"
+        else a
+        for a in arguments
+    ]
+    res = subprocess.run(
+        [_java(), "-cp", _classpath(), "org.fhirplao.hapi.ValidateCommand", *given],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        timeout=180,
+        check=False,
+    )
+    assert res.returncode == 2
+    assert res.stdout == ""
+    assert problem in res.stderr and "Exception" not in res.stderr
