@@ -26,7 +26,7 @@ SERVER     ?= sekmet
 SERVERCTL  := $(BIN)/python scripts/fhir_server.py
 
 .DEFAULT_GOAL := test
-.PHONY: agreement bench install server-install servers-install server-start server-stop server-status test lint demo clean distclean
+.PHONY: agreement bench foreign golden install server-install servers-install server-start server-stop server-status test lint demo clean distclean
 
 # The project venv, rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -76,6 +76,14 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict fhir_plao
+
+# Rewrite the golden files of the FHIR written by others (tests/golden/foreign); review the diff.
+golden: install
+	$(BIN)/python scripts/foreign_golden.py
+
+# How much of other systems' FHIR survives FHIR -> case -> FHIR, per resource kind.
+foreign: install
+	$(BIN)/python scripts/foreign_roundtrip.py $(FOREIGN_DIRS)
 
 demo: install server-install
 	SERVER=$(SERVER) bash scripts/demo.sh

@@ -30,6 +30,7 @@ from fhir_plao.client import (
     Timeout,
     WriteResult,
 )
+from fhir_plao.coded import CodedObservation, Concept, Value
 from fhir_plao.compare import case_differences
 from fhir_plao.errors import (
     Conflict,
@@ -50,7 +51,7 @@ from fhir_plao.errors import (
     ValidationError,
     ValidatorUnavailable,
 )
-from fhir_plao.mapping import MappingResult, Unmapped, from_fhir, to_fhir
+from fhir_plao.mapping import MappingResult, Unmapped, from_fhir, to_fhir, unmapped_report
 from fhir_plao.synth import synth_cases
 from fhir_plao.validation import Issue, Validator, ensure_valid, validate
 
@@ -60,6 +61,8 @@ __all__ = [
     "BasicAuth",
     "BearerAuth",
     "Case",
+    "CodedObservation",
+    "Concept",
     "Conflict",
     "FhirClient",
     "FhirError",
@@ -92,6 +95,7 @@ __all__ = [
     "ValidationError",
     "Validator",
     "ValidatorUnavailable",
+    "Value",
     "WriteResult",
     "case_differences",
     "case_from_json",
@@ -105,5 +109,6 @@ __all__ = [
     "split_transaction",
     "synth_cases",
     "to_fhir",
+    "unmapped_report",
     "validate",
 ]

@@ -17,22 +17,26 @@ Conventions:
 
 from __future__ import annotations
 
-import re
-from datetime import date, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal, Self, get_args, get_origin
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import AfterValidator, Field, model_validator
 
 from fhir_plao import jsonio
+from fhir_plao._types import DateOnly, LocalId, Model, Number, When, before
+from fhir_plao.coded import (
+    CONDITION_CATEGORY,
+    DIAGNOSTIC_SERVICE,
+    OBSERVATION_CATEGORY,
+    SCORE_UNIT_TEXT,
+    CodedObservation,
+    Coding,
+    Concept,
+    ObservationStatus,
+    Period,
+    our_category,
+    shown_unit,
+)
 from fhir_plao.errors import InputError
 from fhir_plao.terminology import TERMINOLOGY
 
@@ -40,14 +44,18 @@ __all__ = [
     "SECTIONS",
     "Care",
     "Case",
+    "CodedObservation",
+    "Concept",
     "Delivery",
     "Diagnosis",
     "DxaScan",
     "DxaScore",
+    "Encounter",
     "Finding",
     "FollowUp",
     "FollowUpPhase",
     "Fracture",
+    "ImagingSeries",
     "ImagingStudy",
     "LabPanel",
     "LabResult",
@@ -65,71 +73,7 @@ __all__ = [
     "load_case",
 ]
 
-# --------------------------------------------------------------------------- primitive types
-
-_DATE_RE = re.compile(r"^(\d{4})(-(\d{2})(-(\d{2}))?)?$")
-_DATETIME_RE = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
-)
-
-
-def _check_when(value: str) -> str:
-    """A FHIR date or dateTime with its precision kept; calendar checked."""
-    m = _DATE_RE.match(value)
-    if m:
-        year, month, day = m.group(1), m.group(3), m.group(5)
-        try:
-            date(int(year), int(month or 1), int(day or 1))
-        except ValueError as exc:
-            raise ValueError(f"{value!r} is not a calendar date ({exc})") from None
-        if int(year) < 1:
-            raise ValueError(f"{value!r}: year must be 0001 or later")
-        return value
-    m = _DATETIME_RE.match(value)
-    if m:
-        try:
-            datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise ValueError(f"{value!r} is not a real date and time ({exc})") from None
-        offset = m.group(8)
-        if offset != "Z" and offset[1:] > "14:00":
-            raise ValueError(f"{value!r}: offset {offset} is out of range (-14:00 to +14:00)")
-        return value
-    raise ValueError(
-        f"{value!r} is not a FHIR date (YYYY, YYYY-MM, YYYY-MM-DD) or dateTime with seconds "
-        "and an offset (YYYY-MM-DDThh:mm:ss[.fff](Z|+hh:mm))"
-    )
-
-
-def _check_date_only(value: str) -> str:
-    if not _DATE_RE.match(value):
-        raise ValueError(f"{value!r} is not a FHIR date (YYYY, YYYY-MM or YYYY-MM-DD)")
-    return _check_when(value)
-
-
-When = Annotated[str, AfterValidator(_check_when)]
-"""A FHIR date or dateTime string; its precision is part of the value."""
-
-DateOnly = Annotated[str, AfterValidator(_check_date_only)]
-"""A FHIR date (no time): year, year-month or full date."""
-
-
-def _check_id(value: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9\-.]{1,64}", value):
-        raise ValueError(f"{value!r} is not a usable id (letters, digits, '-' and '.', 1-64)")
-    return value
-
-
-LocalId = Annotated[str, AfterValidator(_check_id)]
-
-
-def _check_finite(value: Decimal) -> Decimal:
-    if not value.is_finite():
-        raise ValueError(f"{value} is not a finite number")
-    return value
-
-
-Number = Annotated[Decimal, AfterValidator(_check_finite)]
+# --------------------------------------------------------------------------- code-table keys
 
 
 def _key_of(*kinds: str) -> AfterValidator:
@@ -142,27 +86,71 @@ def _key_of(*kinds: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-def _before(a: str, b: str) -> bool:
-    """True when date ``a`` is surely before date ``b`` (compared at their common precision)."""
-    n = min(len(a), len(b), 10)
-    return a[:n] < b[:n]
+def _kinds(categories: tuple[Concept, ...]) -> set[str | None]:
+    """An Observation's categories as codes of the HL7 system (or texts, for text-only ones)."""
+    found: set[str | None] = set()
+    for cat in categories:
+        found |= {c.code for c in cat.codings if c.system == OBSERVATION_CATEGORY}
+        if not cat.codings:
+            found.add(cat.text)
+    return found
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _no_blank_text(cls, value: object) -> object:
-        # FHIR has no empty strings: an empty or blank text would vanish on the way out
-        texts = value if isinstance(value, tuple) else (value,)
-        for text in texts:
-            if isinstance(text, str) and not text.strip():
-                raise ValueError("must not be empty or blank (FHIR strings carry content)")
-        return value
+def _drop_our_category(data: object, system: str, code: str) -> object:
+    """A category that is exactly the one we write for the section is no category of its own."""
+    if not isinstance(data, dict) or data.get("category") is None:
+        return data
+    given = tuple(Concept.model_validate(c) for c in data["category"])
+    if given == our_category(system, code):
+        return {**data, "category": None}
+    return data
 
 
-class _Named(_Model):
+def _drop_shown_unit(data: object, unit_field: str, text_field: str) -> object:
+    """A unit text that is just how we show the unit is no text of its own: dropped."""
+    if not isinstance(data, dict) or not isinstance(data.get(unit_field), str):
+        return data
+    if data.get(text_field) == shown_unit(data[unit_field]):
+        return {k: v for k, v in data.items() if k != text_field}
+    return data
+
+
+def _settle_code(
+    data: object,
+    key_field: str,
+    kinds: tuple[str, ...],
+    *,
+    named: bool = False,
+    default: str | None = None,
+) -> object:
+    """One spelling of an item coded by the source (a ``before`` validator's body).
+
+    With the source's ``code``, the item's key is what the code table recognises the code as
+    (filled in when left out, an error when it says otherwise); a code that is exactly what the
+    key writes is dropped. For a ``named`` item (a key and a text), a code that is the key's
+    codings with another text becomes that text.
+    """
+    if not isinstance(data, dict) or data.get("code") is None:
+        return data
+    code = Concept.model_validate(data["code"])
+    named_by_code = code.recognised(*kinds)
+    found = named_by_code or default
+    given = data.get(key_field)
+    if given is not None and given != found:
+        raise ValueError(f"{key_field}: {given!r} is not what code names ({found or 'nothing'})")
+    out = {**data, key_field: found}
+    rest = {k: v for k, v in out.items() if k != "code"}
+    if named_by_code is not None:
+        if code == Concept.of_key(named_by_code):
+            return rest
+        if named and code.text is not None and code == Concept.of_key(named_by_code, code.text):
+            return {**rest, "text": code.text}
+    elif named and not code.codings:
+        return {**rest, "text": code.text}  # a free text is the item's text, not a code
+    return out
+
+
+class _Named(Model):
     """An item named by a code-table ``concept``, a free ``text``, or both (text then overrides
     the table's wording). A text equal to the table's is dropped: one spelling per fact."""
 
@@ -195,11 +183,12 @@ class _Named(_Model):
 # --------------------------------------------------------------------------- patient & obstetrics
 
 
-class Patient(_Model):
+class Patient(Model):
     """The patient. The identifier must be synthetic in examples (never a real one)."""
 
-    identifier_system: str = Field(
-        description="URI of the assigning system of the identifier",
+    identifier_system: str | None = Field(
+        default=None,
+        description="URI of the assigning system of the identifier (None: the source gave none)",
         pattern=r"^(https?://|urn:)\S+$",
     )
     identifier: str = Field(min_length=1, max_length=200)
@@ -207,7 +196,7 @@ class Patient(_Model):
     sex: Literal["female", "male", "other", "unknown"]
 
 
-class Delivery(_Model):
+class Delivery(Model):
     date: When
     mode: Annotated[str, _key_of("procedure")] = Field(
         description="procedure key, e.g. cesarean-section"
@@ -216,7 +205,7 @@ class Delivery(_Model):
     note: str | None = None
 
 
-class Pregnancy(_Model):
+class Pregnancy(Model):
     """One pregnancy. ``gravida`` is the pregnancy's number (1 = primigravida)."""
 
     id: LocalId
@@ -225,7 +214,7 @@ class Pregnancy(_Model):
     note: str | None = None
 
 
-class Lactation(_Model):
+class Lactation(Model):
     """Breastfeeding after a pregnancy; ``stopped`` and why."""
 
     pregnancy: LocalId
@@ -234,7 +223,7 @@ class Lactation(_Model):
     stop_reason: str | None = None
 
 
-class StatusObservation(_Model):
+class StatusObservation(Model):
     """A recorded pregnancy or breastfeeding status at a time (e.g. pregnant, not breastfeeding)."""
 
     id: LocalId
@@ -253,8 +242,21 @@ class StatusObservation(_Model):
 
 # --------------------------------------------------------------------------- observations
 
+ReportStatus = Literal[
+    "registered",
+    "partial",
+    "preliminary",
+    "final",
+    "amended",
+    "corrected",
+    "appended",
+    "cancelled",
+    "entered-in-error",
+    "unknown",
+]
 
-class Symptom(_Model):
+
+class Symptom(Model):
     id: LocalId
     concept: Annotated[str, _key_of("condition")]
     severity: Literal["mild", "moderate", "severe"] | None = None
@@ -282,7 +284,7 @@ class Finding(_Named):
         return self
 
 
-class Vital(_Model):
+class Vital(Model):
     id: LocalId
     kind: Annotated[str, _key_of("vital")]
     value: Number
@@ -297,7 +299,7 @@ class Vital(_Model):
         return self
 
 
-class ReferenceRange(_Model):
+class ReferenceRange(Model):
     low: Number | None = None
     high: Number | None = None
     text: str | None = None
@@ -311,55 +313,156 @@ class ReferenceRange(_Model):
         return self
 
 
-class LabPanel(_Model):
-    """A group of lab results reported together (one DiagnosticReport)."""
+class LabPanel(Model):
+    """A group of results reported together (one DiagnosticReport): its labs name it as their
+    ``panel``, other observations as their ``report``. A report the code table does not know
+    keeps the source's ``code`` (and its category, when not the laboratory one)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: object) -> object:
+        data = _drop_our_category(data, DIAGNOSTIC_SERVICE, "LAB")
+        return _settle_code(data, "concept", ("lab-panel", "lab"))
 
     id: LocalId
-    concept: Annotated[str, _key_of("lab-panel", "lab")]
-    date: When
+    concept: Annotated[str, _key_of("lab-panel", "lab")] | None = None
+    code: Concept | None = None
+    status: ReportStatus = "final"
+    category: tuple[Concept, ...] | None = Field(
+        default=None, description="the source's categories (None: ours; empty: none given)"
+    )
+    date: When | None = None
+    issued: str | None = None
     conclusion: str | None = None
 
+    @model_validator(mode="after")
+    def _named(self) -> Self:
+        if self.concept is None and self.code is None:
+            raise ValueError("a lab panel needs a concept key or the source's code")
+        return self
 
-class LabResult(_Model):
-    """One lab test. A normal test reported without a figure has ``value`` None and ``N``."""
+
+class LabResult(Model):
+    """One lab test. A normal test reported without a figure has ``value`` None and ``N``.
+
+    ``test`` is the code-table key when the test is one we know; ``code`` keeps the source's
+    own CodeableConcept when it says more than (or other than) the table's codings and text.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: object) -> object:
+        data = _drop_our_category(data, OBSERVATION_CATEGORY, "laboratory")
+        return _drop_shown_unit(_settle_code(data, "test", ("lab",)), "unit", "unit_text")
 
     id: LocalId
-    test: Annotated[str, _key_of("lab")]
+    test: Annotated[str, _key_of("lab")] | None = None
+    code: Concept | None = None
+    status: ObservationStatus = "final"
+    category: tuple[Concept, ...] | None = Field(
+        default=None, description="the source's categories (None: ours; empty: none given)"
+    )
     panel: LocalId | None = None
-    date: When
+    date: When | None = None
+    issued: str | None = None
     value: Number | None = None
     value_text: str | None = None
     unit: str | None = None
+    unit_text: str | None = Field(
+        default=None, description="the unit as the source shows it, when not the UCUM code"
+    )
     reference_range: ReferenceRange | None = None
     interpretation: Literal["H", "L", "N", "A", "HH", "LL"] | None = None
     note: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        if self.test is None and self.code is None:
+            raise ValueError("a lab needs a test key or the source's code")
+        if (
+            self.test is None
+            and self.category is not None
+            and _kinds(self.category) != {"laboratory"}
+        ):
+            raise ValueError(
+                "category: a lab the code table does not know is a lab by its category "
+                "laboratory (else it is one of the observations)"
+            )
         if self.value is not None and self.value_text is not None:
             raise ValueError("value and value_text: give one, not both")
-        if self.value is not None:
-            if self.unit is None:
-                raise ValueError(f"unit: a value of {self.test} needs a unit")
-            TERMINOLOGY.require_unit(self.test, self.unit, field="unit")
+        if self.value is not None and self.unit is None:
+            raise ValueError(f"unit: a value of {self.test or 'a lab'} needs a unit")
         rr = self.reference_range
         bounded = rr is not None and (rr.low is not None or rr.high is not None)
         if self.value is None and self.unit is not None and not bounded:
             raise ValueError("unit: given without a value or a reference range bound")
         if bounded and self.unit is None:
             raise ValueError("unit: a reference range bound needs the unit")
-        if bounded and self.unit is not None:
+        if self.unit is not None and self.test is not None:
             TERMINOLOGY.require_unit(self.test, self.unit, field="unit")
+        if self.unit_text is not None and self.unit is None:
+            raise ValueError("unit_text: given without a unit")
         return self
 
 
-class DxaScore(_Model):
+class DxaScore(Model):
     site: Annotated[str, _key_of("dxa-site")]
     kind: Literal["T", "Z", "BMD"]
     value: Number
     unit: str | None = Field(
         default=None, description="g/cm2 for BMD; for T/Z scores '1' (or None, meaning '1')"
     )
+    unit_text: str | None = Field(
+        default=None, description="the unit as the source shows it, when not ours"
+    )
+    status: ObservationStatus = "final"
+    category: tuple[Concept, ...] | None = Field(
+        default=None, description="the source's categories (None: imaging)"
+    )
+    issued: str | None = None
+    code: Concept | None = Field(
+        default=None, description="the source's code, when not the table's for the score"
+    )
+    body_site: Concept | None = Field(
+        default=None, description="the source's bodySite, when not the table's for the site"
+    )
+    site_from_code: bool = Field(
+        default=False, description="the source gave no bodySite: its code names the site"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: object) -> object:
+        # the source's code and bodySite: they must name this score and site; dropped when
+        # they are exactly what we write for them
+        data = _drop_our_category(data, OBSERVATION_CATEGORY, "imaging")
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        site, kind = out.get("site"), out.get("kind")
+        if out.get("code") is not None and isinstance(site, str) and isinstance(kind, str):
+            code = Concept.model_validate(out["code"])
+            try:
+                score_key = TERMINOLOGY.dxa_score_key(site, kind)
+            except (KeyError, ValueError):
+                return out  # the site's own check names the problem
+            if code.recognised("dxa-score") != score_key:
+                raise ValueError(f"code: does not name the {kind} score of {site}")
+            if code == Concept.of_key(score_key):
+                del out["code"]
+        if out.get("body_site") is not None and isinstance(site, str):
+            body = Concept.model_validate(out["body_site"])
+            if body.recognised("dxa-site") != site:
+                raise ValueError(f"body_site: does not name the site {site}")
+            if body == Concept.of_key(site):
+                del out["body_site"]
+        unit = out.get("unit")
+        shown = SCORE_UNIT_TEXT.get(str(kind)) if unit in (None, "1") else shown_unit(str(unit))
+        if out.get("unit_text") is not None and out["unit_text"] == shown:
+            del out["unit_text"]
+        if out.get("site_from_code") and out.get("body_site") is not None:
+            raise ValueError("body_site: given, but site_from_code says the source had none")
+        return out
 
     @model_validator(mode="before")
     @classmethod
@@ -382,12 +485,14 @@ class DxaScore(_Model):
         return self
 
 
-class DxaScan(_Model):
+class DxaScan(Model):
     """One DXA visit: its date, label (e.g. "baseline", "1 year") and scores."""
 
     id: LocalId
     date: When
-    scores: tuple[DxaScore, ...] = Field(min_length=1)
+    scores: tuple[DxaScore, ...] = Field(
+        default=(), description="the scores; a report's other results are its observations"
+    )
     conclusion: str | None = None
 
     @model_validator(mode="after")
@@ -400,17 +505,45 @@ class DxaScan(_Model):
         return self
 
 
-class ImagingStudy(_Model):
-    """An imaging study and its report (X-ray, MRI, mammography, scintigraphy, ...)."""
+class ImagingSeries(Model):
+    """One series of an imaging study: an MRI sequence (``T1 sagittal``), an X-ray view."""
+
+    modality: Annotated[str, _key_of("modality")]
+    description: str = Field(min_length=1)
+
+
+class ImagingStudy(Model):
+    """An imaging study and its report (X-ray, MRI, mammography, scintigraphy, ...).
+
+    ``concepts`` are the studies the code table knows; a report coded otherwise keeps the
+    source's ``code`` (and category and status). ``series`` are the sequences or views taken,
+    in order; they are written as the ImagingStudy the report names.
+    """
 
     id: LocalId
-    concepts: tuple[Annotated[str, _key_of("imaging")], ...] = Field(min_length=1)
-    date: When
+    concepts: tuple[Annotated[str, _key_of("imaging")], ...] = ()
+    code: Concept | None = None
+    status: ReportStatus = "final"
+    category: tuple[Concept, ...] | None = Field(
+        default=None, description="the source's categories (None: ours; empty: none given)"
+    )
+    date: When | None = None
+    issued: str | None = None
+    series: tuple[ImagingSeries, ...] = ()
     findings: tuple[str, ...] = ()
     conclusion: str | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: object) -> object:
+        return _drop_our_category(data, DIAGNOSTIC_SERVICE, "RAD")
+
     @model_validator(mode="after")
     def _distinct(self) -> Self:
+        if not self.concepts and self.code is None:
+            raise ValueError("an imaging study needs concepts or the source's code")
+        if self.concepts and self.code is not None:
+            raise ValueError("code: give the concepts or the source's code, not both")
         if len(set(self.concepts)) != len(self.concepts):
             raise ValueError(f"concepts: {list(self.concepts)} names a study twice")
         return self
@@ -419,35 +552,93 @@ class ImagingStudy(_Model):
 # --------------------------------------------------------------------------- conditions
 
 
-class Fracture(_Model):
+class Fracture(Model):
     """A fracture at one site (a vertebra, or a non-vertebral site such as the femoral neck).
 
     Active from ``onset``; ``healed`` is when it was found healed (the Condition then resolved).
     ``evidence`` names the imaging studies that show it.
     """
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: object) -> object:
+        data = _drop_our_category(data, CONDITION_CATEGORY, "encounter-diagnosis")
+        data = _settle_code(
+            data, "concept", ("condition",), default="vertebral-compression-fracture"
+        )
+        if isinstance(data, dict) and data.get("body_site") is not None:
+            body = Concept.model_validate(data["body_site"])
+            found = body.recognised("vertebra", "fracture-site")
+            given = data.get("site")
+            if given is not None and given != found:
+                raise ValueError(f"site: {given!r} is not what body_site names ({found})")
+            data = {**data, "site": found}
+            if found is not None and body == Concept.of_key(found):
+                data = {k: v for k, v in data.items() if k != "body_site"}
+        return data
+
     id: LocalId
-    site: Annotated[str, _key_of("vertebra", "fracture-site")]
+    site: Annotated[str, _key_of("vertebra", "fracture-site")] | None = None
     concept: Annotated[str, _key_of("condition")] = "vertebral-compression-fracture"
-    onset: When
+    code: Concept | None = Field(
+        default=None, description="the source's code, when not the table's for the concept"
+    )
+    body_site: Concept | None = Field(
+        default=None, description="the source's bodySite, when not the table's for the site"
+    )
+    category: tuple[Concept, ...] | None = Field(
+        default=None, description="the source's categories (None: encounter-diagnosis)"
+    )
+    verification: Literal["confirmed", "provisional", "differential", "unconfirmed"] | None = Field(
+        default="confirmed", description="None: the source gave no verificationStatus"
+    )
+    onset: When | None = None
     recorded: When | None = None
     healed: When | None = None
     evidence: tuple[LocalId, ...] = ()
     note: str | None = None
 
+    @model_validator(mode="after")
+    def _placed(self) -> Self:
+        # a fracture is known as one by its site, or by a code the table knows as a fracture
+        named = self.code.recognised("condition") if self.code is not None else None
+        if self.site is None and not (named and TERMINOLOGY.concept(named).extra.get("fracture")):
+            raise ValueError(
+                "site: a fracture needs its site, or a code the code table knows as a fracture"
+            )
+        return self
+
 
 class Diagnosis(_Named):
     """A diagnosis, or (``verification='refuted'``) a cause that was looked for and excluded."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: object) -> object:
+        data = _drop_our_category(data, CONDITION_CATEGORY, "encounter-diagnosis")
+        return _settle_code(data, "concept", ("condition",), named=True)
 
     _concept_kinds = ("condition",)
 
     id: LocalId
     concept: Annotated[str, _key_of("condition")] | None = None
     text: str | None = None
-    verification: Literal["confirmed", "provisional", "differential", "refuted"] = "confirmed"
+    code: Concept | None = Field(
+        default=None, description="the source's code, written as given (concept: what we know)"
+    )
+    category: tuple[Concept, ...] | None = Field(
+        default=None, description="the source's categories (None: encounter-diagnosis)"
+    )
+    verification: (
+        Literal[
+            "confirmed", "provisional", "differential", "refuted", "unconfirmed", "entered-in-error"
+        ]
+        | None
+    ) = Field(default="confirmed", description="None: the source gave no verificationStatus")
     clinical_status: (
         Literal["active", "recurrence", "relapse", "inactive", "remission", "resolved"] | None
     ) = None
+    severity: Concept | None = None
     onset: When | None = None
     recorded: When | None = None
     abatement: When | None = None
@@ -456,58 +647,149 @@ class Diagnosis(_Named):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        if self.concept is None and not self.text:
-            raise ValueError("a diagnosis needs a concept key or a text")
-        if self.verification == "refuted" and self.clinical_status is not None:
-            raise ValueError("clinical_status: must be empty for a refuted (excluded) diagnosis")
-        if self.verification != "refuted" and self.clinical_status is None:
-            raise ValueError("clinical_status: required unless the diagnosis is refuted")
+        if self.concept is None and not self.text and self.code is None:
+            raise ValueError("a diagnosis needs a concept key, a text or the source's code")
+        if self.code is not None and self.text is not None:
+            raise ValueError("text: the source's code carries its own text")
+        if self.verification in ("refuted", "entered-in-error") and self.clinical_status:
+            raise ValueError(
+                f"clinical_status: must be empty for a {self.verification} diagnosis (con-5)"
+            )
         return self
 
 
 # --------------------------------------------------------------------------- treatment & care
 
 
-class Medication(_Model):
+class Medication(Model):
     """A medication taken: drug, dose, how often, route, and when."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: object) -> object:
+        data = _drop_shown_unit(
+            _settle_code(data, "drug", ("medication",)), "dose_unit", "dose_unit_text"
+        )
+        if isinstance(data, dict) and data.get("route_code") is not None:
+            route = Concept.model_validate(data["route_code"])
+            key = route.recognised("route")
+            if key is not None and route == Concept.of_key(key):
+                rest = {k: v for k, v in data.items() if k != "route_code"}
+                return {**rest, "route": key}
+        return data
+
     id: LocalId
-    drug: Annotated[str, _key_of("medication")]
+    drug: Annotated[str, _key_of("medication")] | None = None
+    code: Concept | None = Field(
+        default=None, description="the source's drug code, written as given (drug: what we know)"
+    )
+    record: Literal["statement", "request"] = Field(
+        default="statement",
+        description="taken (MedicationStatement) or prescribed (MedicationRequest)",
+    )
+    intent: (
+        Literal[
+            "proposal",
+            "plan",
+            "order",
+            "original-order",
+            "reflex-order",
+            "filler-order",
+            "instance-order",
+            "option",
+        ]
+        | None
+    ) = None
+    authored: When | None = None
     dose: Number | None = None
     dose_unit: str | None = None
-    frequency: int | None = Field(default=None, ge=1, description="times per period")
+    dose_unit_text: str | None = None
+    frequency: int | None = Field(default=None, ge=1, le=2**31 - 1, description="times per period")
     period: Number | None = None
-    period_unit: Literal["h", "d", "wk", "mo", "a"] | None = None
+    period_unit: Literal["s", "min", "h", "d", "wk", "mo", "a"] | None = None
     route: Annotated[str, _key_of("route")] | None = None
+    route_code: Concept | None = None
+    as_needed: bool | None = None
+    dosage_text: str | None = None
     start: When | None = None
     end: When | None = None
-    status: Literal["active", "completed", "stopped", "on-hold", "intended"]
+    status: Literal[
+        "active",
+        "completed",
+        "stopped",
+        "on-hold",
+        "intended",
+        "entered-in-error",
+        "unknown",
+        "not-taken",
+        "cancelled",
+        "draft",
+    ]
     reason: tuple[LocalId, ...] = ()
+    reason_code: tuple[Concept, ...] = ()
     note: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
+        if self.drug is None and self.code is None:
+            raise ValueError("drug: a medication needs a drug key or the source's code")
+        if self.route is not None and self.route_code is not None:
+            raise ValueError("route_code: give the route key or the source's route, not both")
+        statuses = _STATEMENT_STATUS if self.record == "statement" else _REQUEST_STATUS
+        if self.status not in statuses:
+            raise ValueError(f"status: {self.status!r} is not a {self.record}'s status")
+        if self.record == "request" and self.intent is None:
+            raise ValueError("intent: a prescription (record 'request') needs its intent")
+        if self.record == "statement" and (self.intent or self.authored):
+            raise ValueError("intent and authored: only for a prescription (record 'request')")
         if self.dose is not None:
             if self.dose <= 0:
                 raise ValueError(f"dose: must be positive, got {self.dose}")
-            if not self.dose_unit:
-                raise ValueError("dose_unit: required with a dose")
         elif self.dose_unit is not None:
             raise ValueError("dose_unit: given without a dose")
+        if self.dose_unit_text is not None and self.dose_unit is None:
+            raise ValueError("dose_unit_text: given without a dose_unit")
         if (self.period is None) != (self.period_unit is None):
             raise ValueError("period and period_unit: give both or neither")
         if self.frequency is not None and self.period is None:
             raise ValueError("period: required with a frequency")
         if self.period is not None and self.period <= 0:
             raise ValueError(f"period: must be positive, got {self.period}")
-        if self.start and self.end and _before(self.end, self.start):
+        if self.start and self.end and before(self.end, self.start):
             raise ValueError(f"end {self.end} is before start {self.start}")
         return self
+
+
+_STATEMENT_STATUS = (
+    "active",
+    "completed",
+    "entered-in-error",
+    "intended",
+    "stopped",
+    "on-hold",
+    "unknown",
+    "not-taken",
+)
+_REQUEST_STATUS = (
+    "active",
+    "on-hold",
+    "cancelled",
+    "completed",
+    "entered-in-error",
+    "stopped",
+    "draft",
+    "unknown",
+)
 
 
 class Care(_Named):
     """A non-drug treatment: a procedure done (lactation stopped, orthosis worn) or planned care
     (diet, exercise, walking) that belongs in the care plan."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: object) -> object:
+        return _settle_code(data, "concept", ("procedure",), named=True)
 
     _concept_kinds = ("procedure",)
 
@@ -515,21 +797,46 @@ class Care(_Named):
     kind: Literal["procedure", "plan"]
     concept: Annotated[str, _key_of("procedure")] | None = None
     text: str | None = None
+    code: Concept | None = Field(
+        default=None, description="the source's code, written as given (concept: what we know)"
+    )
     detail: str | None = None
+    date: When | None = Field(default=None, description="when a procedure was done, as a time")
     start: When | None = None
     end: When | None = None
-    status: Literal["not-started", "scheduled", "in-progress", "on-hold", "completed", "stopped"]
+    body_site: tuple[Concept, ...] = ()
+    reason: tuple[LocalId, ...] = ()
+    reason_code: tuple[Concept, ...] = ()
+    status: Literal[
+        "not-started",
+        "scheduled",
+        "in-progress",
+        "on-hold",
+        "completed",
+        "stopped",
+        "not-done",
+        "unknown",
+        "entered-in-error",
+    ]
 
     @model_validator(mode="after")
     def _named(self) -> Self:
-        if self.concept is None and not self.text:
-            raise ValueError("care needs a concept key or a text")
+        if self.concept is None and not self.text and self.code is None:
+            raise ValueError("care needs a concept key, a text or the source's code")
+        if self.code is not None and self.text is not None:
+            raise ValueError("text: the source's code carries its own text")
         if self.kind == "procedure" and self.status == "scheduled":
             raise ValueError("status: a procedure is not 'scheduled' (use 'not-started')")
+        if self.kind == "plan" and self.status in ("not-done", "unknown", "entered-in-error"):
+            raise ValueError(f"status: {self.status!r} is a procedure's status, not a plan's")
+        if self.date is not None and (self.start or self.end):
+            raise ValueError("date: a time or a start and end, not both")
+        if self.kind == "plan" and (self.body_site or self.reason or self.reason_code):
+            raise ValueError("body_site and reason: only for a procedure")
         return self
 
 
-class FollowUpPhase(_Model):
+class FollowUpPhase(Model):
     """Visits every ``every`` ``unit`` from ``start`` to ``end``."""
 
     every: int = Field(ge=1)
@@ -540,7 +847,7 @@ class FollowUpPhase(_Model):
     description: str | None = None
 
 
-class Outcome(_Model):
+class Outcome(Model):
     """An assessment at a follow-up: a summary and the separate findings behind it."""
 
     date: When
@@ -548,15 +855,66 @@ class Outcome(_Model):
     findings: tuple[str, ...] = ()
 
 
-class FollowUp(_Model):
+class FollowUp(Model):
     phases: tuple[FollowUpPhase, ...] = ()
     outcomes: tuple[Outcome, ...] = ()
+
+
+# --------------------------------------------------------------------------- encounters
+
+
+class Encounter(Model):
+    """A visit: the hospital stay, a control visit, an outpatient consultation.
+
+    ``kind`` is its class as a code-table key (``inpatient``, ``ambulatory``); ``class_code`` the
+    source's class coding when the table does not know it. ``type`` keeps the source's types.
+    """
+
+    id: LocalId
+    status: Literal[
+        "planned",
+        "arrived",
+        "triaged",
+        "in-progress",
+        "onleave",
+        "finished",
+        "cancelled",
+        "entered-in-error",
+        "unknown",
+    ]
+    kind: Annotated[str, _key_of("encounter-class")] | None = None
+    class_code: Coding | None = None
+    type: tuple[Concept, ...] = ()
+    period: Period | None = None
+    reason: tuple[LocalId, ...] = ()
+    reason_code: tuple[Concept, ...] = ()
+    discharge: Concept | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: object) -> object:
+        # a class coding the table knows, written as the table writes it, is that key
+        if not isinstance(data, dict) or data.get("class_code") is None:
+            return data
+        coding = Coding.model_validate(data["class_code"])
+        key = Concept(codings=(coding,)).recognised("encounter-class")
+        if key is not None and Concept(codings=(coding,)).codings == Concept.of_key(key).codings:
+            if data.get("kind") not in (None, key):
+                raise ValueError(f"kind: {data['kind']!r} is not what class_code names ({key})")
+            return {**{k: v for k, v in data.items() if k != "class_code"}, "kind": key}
+        return data
+
+    @model_validator(mode="after")
+    def _classed(self) -> Self:
+        if (self.kind is None) == (self.class_code is None):
+            raise ValueError("kind or class_code: an encounter has one class (R4 Encounter.class)")
+        return self
 
 
 # --------------------------------------------------------------------------- the case
 
 
-class Case(_Model):
+class Case(Model):
     """One patient's PLAO / osteoporosis case."""
 
     comment: str | None = Field(
@@ -574,10 +932,14 @@ class Case(_Model):
     labs: tuple[LabResult, ...] = ()
     dxa_scans: tuple[DxaScan, ...] = ()
     imaging: tuple[ImagingStudy, ...] = ()
+    observations: tuple[CodedObservation, ...] = Field(
+        default=(), description="other observations, kept as their source coded them"
+    )
     fractures: tuple[Fracture, ...] = ()
     diagnoses: tuple[Diagnosis, ...] = ()
     medications: tuple[Medication, ...] = ()
     care: tuple[Care, ...] = ()
+    encounters: tuple[Encounter, ...] = ()
     follow_up: FollowUp | None = None
 
     @model_validator(mode="before")
@@ -618,24 +980,43 @@ class Case(_Model):
                 for j, ev in enumerate(item.evidence):
                     if ev not in study_ids:
                         raise ValueError(f"{field}[{i}].evidence[{j}]: no imaging study {ev!r}")
-        diagnosis_ids = {d.id for d in self.diagnoses} | {f.id for f in self.fractures}
-        for i, med in enumerate(self.medications):
-            for j, reason in enumerate(med.reason):
-                if reason not in diagnosis_ids:
-                    raise ValueError(
-                        f"medications[{i}].reason[{j}]: no diagnosis or fracture {reason!r}"
-                    )
-        sites = [f.site for f in self.fractures]
+        condition_ids = (
+            {d.id for d in self.diagnoses}
+            | {f.id for f in self.fractures}
+            | {s.id for s in self.symptoms}
+        )
+        for field in ("medications", "care", "encounters"):
+            for i, item in enumerate(getattr(self, field)):
+                for j, reason in enumerate(item.reason):
+                    if reason not in condition_ids:
+                        raise ValueError(
+                            f"{field}[{i}].reason[{j}]: no diagnosis, fracture or symptom "
+                            f"{reason!r}"
+                        )
+        report_ids = panel_ids | study_ids | {d.id for d in self.dxa_scans}
+        observed_ids = (
+            {o.id for o in self.observations}
+            | {lab.id for lab in self.labs}
+            | {v.id for v in self.vitals}
+        )
+        for i, obs in enumerate(self.observations):
+            if obs.report is not None and obs.report not in report_ids:
+                raise ValueError(f"observations[{i}].report: no report {obs.report!r}")
+            for j, member in enumerate(obs.members):
+                if member not in observed_ids or member == obs.id:
+                    raise ValueError(f"observations[{i}].members[{j}]: no observation {member!r}")
+        seen: set[tuple[str, str | None]] = set()
         for i, f in enumerate(self.fractures):
-            if sites.index(f.site) != i and any(
-                g.onset == f.onset for g in self.fractures[:i] if g.site == f.site
-            ):
+            if f.site is None or f.onset is None:
+                continue
+            if (f.site, f.onset) in seen:
                 raise ValueError(f"fractures[{i}].site: {f.site} listed twice with one onset")
+            seen.add((f.site, f.onset))
         return self
 
 
 #: The case's lists of items, in model order: field name -> the model of its items.
-SECTIONS: dict[str, type[_Model]] = {
+SECTIONS: dict[str, type[Model]] = {
     name: get_args(field.annotation)[0]
     for name, field in Case.model_fields.items()
     if get_origin(field.annotation) is tuple

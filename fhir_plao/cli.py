@@ -62,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("input", help="input file, or - for standard input")
     convert.add_argument("--to", choices=("fhir", "case"), default="fhir", help="output kind")
     convert.add_argument("-o", "--output", default="-", help="output file (default: stdout)")
+    convert.add_argument(
+        "--unmapped-report",
+        metavar="FILE",
+        help="with --to case: also write what could not be mapped as JSON "
+        "(count, per resource type, every path and reason)",
+    )
     convert.set_defaults(func=_convert)
 
     roundtrip = sub.add_parser(
@@ -99,18 +105,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    if args.unmapped_report is not None and args.to != "case":
+        raise InputError("--unmapped-report goes with --to case", location="arguments")
     if args.to == "fhir":
         from fhir_plao.mapping import to_fhir
 
         case = _read_case(args.input)
         write_text(args.output, jsonio.dumps(to_fhir(case), indent=2) + "\n")
         return 0
-    from fhir_plao.mapping import from_fhir
+    from fhir_plao.mapping import from_fhir, unmapped_report
 
     resources = read_fhir_file(args.input)
     result = from_fhir(resources)
     text = case_to_json(result.case)
+    report = None
+    if args.unmapped_report is not None:
+        if args.unmapped_report in ("-", args.output):
+            raise InputError(
+                "--unmapped-report needs a file of its own (not - or the output)",
+                location="arguments",
+            )
+        report = jsonio.dumps(unmapped_report(result.unmapped), indent=2) + "\n"
     write_text(args.output, text)
+    if report is not None:
+        write_text(args.unmapped_report, report)
     _report_unmapped(result.unmapped)
     return 0
 

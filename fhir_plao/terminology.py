@@ -8,7 +8,7 @@ CodeableConcepts and, reading FHIR, turn codings back into keys.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -71,6 +71,10 @@ class Terminology:
         except KeyError:
             raise KeyError(f"no concept {key!r} in the code table") from None
 
+    def kinds(self) -> tuple[str, ...]:
+        """Every kind of concept in the table."""
+        return tuple(dict.fromkeys(c.kind for c in self._concepts.values()))
+
     def keys_of(self, *kinds: str) -> list[str]:
         return [c.key for c in self._concepts.values() if c.kind in kinds]
 
@@ -111,6 +115,22 @@ class Terminology:
         if system is None or code is None:
             return []
         return list(self._by_coding.get((system, code), ()))
+
+    def key_for_codings(
+        self, codings: Iterable[tuple[Any, Any]], kinds: tuple[str, ...]
+    ) -> str | None:
+        """The key of ``kinds`` that (system, code) pairs name. A coding that names one concept
+        wins over one that several share (an ATC code names the substance of every product
+        that holds it); among those, a concept without a strength (the substance) comes first."""
+        shared: list[str] = []
+        for system, code in codings:
+            candidates = [k for k in self.keys_for(system, code) if self._concepts[k].kind in kinds]
+            if len(candidates) == 1:
+                return candidates[0]
+            shared.extend(c for c in candidates if c not in shared)
+        if not shared:
+            return None
+        return sorted(shared, key=lambda k: "strength" in self._concepts[k].extra)[0]
 
     def key_for_text(self, text: str | None, *kinds: str) -> str | None:
         """A key of ``kinds`` whose text is ``text`` (for text-only concepts)."""

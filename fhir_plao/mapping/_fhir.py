@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from fhir_plao.coded import UNIT_DISPLAY
 from fhir_plao.errors import MappingError
 from fhir_plao.terminology import TERMINOLOGY
 
@@ -18,14 +19,10 @@ PROFILE = BASE + "/StructureDefinition/"
 ITEM_SYSTEM = BASE + "/item-id"
 UCUM = "http://unitsofmeasure.org"
 
-OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
-CONDITION_CATEGORY = "http://terminology.hl7.org/CodeSystem/condition-category"
 CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 CONDITION_VERIFICATION = "http://terminology.hl7.org/CodeSystem/condition-ver-status"
 INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
-DIAGNOSTIC_SERVICE = "http://terminology.hl7.org/CodeSystem/v2-0074"
 
-UNIT_DISPLAY = {"[IU]": "IU", "1": "1"}
 
 INTERPRETATION_DISPLAY = {
     "H": "High",
@@ -34,14 +31,6 @@ INTERPRETATION_DISPLAY = {
     "A": "Abnormal",
     "HH": "Critical high",
     "LL": "Critical low",
-}
-
-OBSERVATION_CATEGORY_DISPLAY = {
-    "vital-signs": "Vital Signs",
-    "laboratory": "Laboratory",
-    "imaging": "Imaging",
-    "exam": "Exam",
-    "social-history": "Social History",
 }
 
 
@@ -194,6 +183,10 @@ class Reader:
     def mark(self, *path: str | int) -> None:
         self._used.add(path)
 
+    def adopt(self, other: Reader) -> None:
+        """Take over what a trial reader of the same resource used."""
+        self._used |= other._used
+
     def items(self, *path: str | int) -> list[Any]:
         """The list at ``path`` (empty when absent), without marking it."""
         value = self.peek(*path)
@@ -316,24 +309,8 @@ def read_concept(
 
 
 def _key_of_codings(codings: list[Any], kinds: tuple[str, ...]) -> str | None:
-    """The code-table key the codings name. A coding that names one concept wins over one that
-    several share (an ATC code names the substance of every product that holds it); among
-    those, a concept without a strength (the substance itself) comes first."""
-    shared: list[str] = []
-    for coding in codings:
-        if not isinstance(coding, dict):
-            continue
-        candidates = [
-            k
-            for k in TERMINOLOGY.keys_for(coding.get("system"), coding.get("code"))
-            if TERMINOLOGY.concept(k).kind in kinds
-        ]
-        if len(candidates) == 1:
-            return candidates[0]
-        shared.extend(c for c in candidates if c not in shared)
-    if not shared:
-        return None
-    return sorted(shared, key=lambda k: "strength" in TERMINOLOGY.concept(k).extra)[0]
+    pairs = [(c.get("system"), c.get("code")) for c in codings if isinstance(c, dict)]
+    return TERMINOLOGY.key_for_codings(pairs, kinds)
 
 
 def concept_name(r: Reader, path: Path) -> str:

@@ -14,16 +14,30 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from functools import cache
+from typing import Any, TypeVar
 
 from fhir_plao.case import Case
 from fhir_plao.errors import MappingError
 from fhir_plao.mapping._fhir import ITEM_SYSTEM, JSON, PROFILE, Reader, Unmapped, prune
 
+T = TypeVar("T")
+
 #: uuid5 namespace of fhir-plao resource ids (uuid5 of the project's base URL)
 ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "http://fhir-plao.example.org/fhir")
+
+
+def patient_namespace(system: str | None, value: str) -> uuid.UUID:
+    """The uuid5 namespace of one patient's resource ids (from her identifier)."""
+    return uuid.uuid5(ID_NAMESPACE, f"{system or ''}|{value}")
+
+
+def series_uid(namespace: uuid.UUID, study_local: str, n: int) -> str:
+    """The DICOM UID of the ``n``-th series (from 0) of an imaging study: ``2.25.`` and the
+    decimal of a uuid5 (the UUID-derived UID form of DICOM PS3.5 B.2), the same on every run."""
+    return f"2.25.{uuid.uuid5(namespace, f'ImagingStudy/{study_local}#series-{n + 1}').int}"
 
 
 class BundleWriter:
@@ -31,10 +45,12 @@ class BundleWriter:
 
     def __init__(self, case: Case) -> None:
         self.case = case
-        p = case.patient
-        self._ns = uuid.uuid5(ID_NAMESPACE, f"{p.identifier_system}|{p.identifier}")
+        self._ns = patient_namespace(case.patient.identifier_system, case.patient.identifier)
         self._entries: list[JSON] = []
         self._seen: set[str] = set()
+
+    def series_uid(self, study_local: str, n: int) -> str:
+        return series_uid(self._ns, study_local, n)
 
     def uuid(self, rtype: str, local: str) -> str:
         return str(uuid.uuid5(self._ns, f"{rtype}/{local}"))
@@ -76,6 +92,22 @@ class BundleWriter:
         return {"resourceType": "Bundle", "type": "transaction", "entry": self._entries}
 
 
+@cache
+def _scratch_case() -> Case:
+    from fhir_plao.case import Patient
+
+    return Case(patient=Patient(identifier="scratch", sex="unknown"))
+
+
+def written_alone(write: Callable[[BundleWriter, T], None], item: T) -> JSON:
+    """The resource ``write`` makes of one item, written on its own (to compare with a
+    source)."""
+    w = BundleWriter(_scratch_case())
+    write(w, item)
+    resource: JSON = w._entries[-1]["resource"]
+    return resource
+
+
 # --------------------------------------------------------------------------- reading
 
 
@@ -99,10 +131,15 @@ class ResourceIndex:
     items: list[Parsed] = field(default_factory=list)
     by_ref: dict[str, Parsed] = field(default_factory=dict)
     unmapped: list[Unmapped] = field(default_factory=list)
+    #: (id of the container's reader, "#id") -> a contained resource read on its own
+    contained: dict[tuple[int, str], Parsed] = field(default_factory=dict)
 
-    def resolve(self, reference: Any) -> Parsed | None:
+    def resolve(self, reference: Any, within: Reader | None = None) -> Parsed | None:
+        """The resource a reference names (``#id``: one contained in ``within``)."""
         if not isinstance(reference, str):
             return None
+        if reference.startswith("#"):
+            return self.contained.get((id(within), reference)) if within is not None else None
         hit = self.by_ref.get(reference)
         if hit is None:
             m = _REF_TAIL.search(reference)
@@ -114,11 +151,14 @@ class ResourceIndex:
         return [p for p in self.items if p.reader.type in types]
 
 
-def flatten(data: Any, where: str = "input") -> Iterable[tuple[str, str | None, JSON]]:
-    """Yield (path, fullUrl, resource) from a Bundle, a resource, or a list of either."""
+def flatten(
+    data: Any, where: str = "input", skipped: list[Unmapped] | None = None
+) -> Iterable[tuple[str, str | None, JSON]]:
+    """Yield (path, fullUrl, resource) from a Bundle, a resource, or a list of either. An entry
+    without a resource (a request or a response only) is added to ``skipped``."""
     if isinstance(data, list):
         for i, item in enumerate(data):
-            yield from flatten(item, f"{where}[{i}]" if where != "input" else f"[{i}]")
+            yield from flatten(item, f"{where}[{i}]" if where != "input" else f"[{i}]", skipped)
         return
     if not isinstance(data, dict) or not isinstance(data.get("resourceType"), str):
         raise MappingError("not a FHIR resource (no resourceType)", location=where)
@@ -129,9 +169,11 @@ def flatten(data: Any, where: str = "input") -> Iterable[tuple[str, str | None, 
                 raise MappingError("a Bundle entry must be an object", location=path)
             resource = entry.get("resource")
             if resource is None:
-                continue  # a transaction-response entry without a body carries no data
+                if skipped is not None:
+                    skipped.append(Unmapped(path, f"no resource to read ({_entry_shape(entry)})"))
+                continue
             if isinstance(resource, dict) and resource.get("resourceType") == "Bundle":
-                yield from flatten(resource, f"{path}.resource")
+                yield from flatten(resource, f"{path}.resource", skipped)
                 continue
             if not isinstance(resource, dict) or "resourceType" not in resource:
                 raise MappingError(
@@ -143,6 +185,17 @@ def flatten(data: Any, where: str = "input") -> Iterable[tuple[str, str | None, 
     yield _name(where, data["resourceType"]), None, data
 
 
+def _entry_shape(entry: JSON) -> str:
+    """What an entry without a resource holds, for the report (never its content)."""
+    request, response = entry.get("request"), entry.get("response")
+    if isinstance(request, dict):
+        return f"only a request: {request.get('method')} {request.get('url')}"
+    if isinstance(response, dict):
+        return f"only a response: status {response.get('status')!r}"
+    parts = sorted(k for k in entry if k != "fullUrl")
+    return "an empty entry" if not parts else "only " + ", ".join(parts)
+
+
 def _name(where: str, rtype: str) -> str:
     return rtype if where == "input" else where
 
@@ -150,7 +203,7 @@ def _name(where: str, rtype: str) -> str:
 def index_resources(data: Any) -> ResourceIndex:
     index = ResourceIndex()
     taken: set[tuple[str, str]] = set()
-    for path, full_url, resource in flatten(data):
+    for path, full_url, resource in flatten(data, skipped=index.unmapped):
         rtype = resource["resourceType"]
         rid = resource.get("id")
         where = f"{rtype}/{rid}" if isinstance(rid, str) else path
@@ -164,19 +217,47 @@ def index_resources(data: Any) -> ResourceIndex:
         index.items.append(parsed)
         for k in keys:
             index.by_ref.setdefault(k, parsed)
+        _index_contained_patients(index, parsed, taken)
     return index
+
+
+def _index_contained_patients(
+    index: ResourceIndex, container: Parsed, taken: set[tuple[str, str]]
+) -> None:
+    """A Patient contained in a resource (its subject ``#id``) is read like any Patient; its
+    reference resolves within that resource only."""
+    r = container.reader
+    for i, contained in enumerate(r.peek("contained") or []):
+        if not isinstance(contained, dict) or contained.get("resourceType") != "Patient":
+            continue
+        cid = contained.get("id")
+        if not isinstance(cid, str):
+            continue
+        reader = Reader(contained, r.path("contained", i))
+        local = _local_id(reader, "Patient", cid, None, taken)
+        parsed = Parsed(reader, local, ())
+        index.items.append(parsed)
+        index.contained[(id(r), f"#{cid}")] = parsed
+        r.mark("contained", i)
 
 
 def _local_id(
     reader: Reader, rtype: str, rid: Any, full_url: str | None, taken: set[tuple[str, str]]
 ) -> str:
     own = None
-    for i, ident in enumerate(reader.items("identifier")):
+    found = reader.peek("identifier")
+    # most resources hold a list; some (Composition, QuestionnaireResponse, ...) one Identifier
+    identifiers = (
+        [((), found)]
+        if isinstance(found, dict)
+        else enumerate(found if isinstance(found, list) else [])
+    )
+    for i, ident in identifiers:
         if isinstance(ident, dict) and ident.get("system") == ITEM_SYSTEM:
             value = ident.get("value")
             if isinstance(value, str) and "/" in value:
                 own = value.rsplit("/", 1)[1]
-                reader.mark("identifier", i)
+                reader.mark("identifier", *((i,) if isinstance(i, int) else ()))
                 break
     if own is None and rtype == "Patient":
         own = "patient"

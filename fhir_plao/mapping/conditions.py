@@ -12,8 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_plao.case import Diagnosis, Fracture, Symptom
+from fhir_plao.coded import CONDITION_CATEGORY, CONDITION_CATEGORY_DISPLAY
+from fhir_plao.mapping._coded import (
+    concept_json,
+    concepts_json,
+    read_coded,
+    read_own_or_source,
+    read_source_concept,
+)
 from fhir_plao.mapping._fhir import (
-    CONDITION_CATEGORY,
     CONDITION_CLINICAL,
     CONDITION_VERIFICATION,
     JSON,
@@ -28,10 +35,7 @@ from fhir_plao.mapping._fhir import (
 from fhir_plao.mapping.bundle import BundleWriter, ResourceIndex
 from fhir_plao.terminology import TERMINOLOGY
 
-CATEGORY_DISPLAY = {
-    "encounter-diagnosis": "Encounter Diagnosis",
-    "problem-list-item": "Problem List Item",
-}
+CATEGORY_DISPLAY = CONDITION_CATEGORY_DISPLAY
 CLINICAL_DISPLAY = {
     "active": "Active",
     "recurrence": "Recurrence",
@@ -46,6 +50,7 @@ VERIFICATION_DISPLAY = {
     "differential": "Differential",
     "refuted": "Refuted",
     "unconfirmed": "Unconfirmed",
+    "entered-in-error": "Entered in Error",
 }
 
 
@@ -58,14 +63,16 @@ def _condition(
     category: str,
     code: JSON,
     clinical: str | None,
-    verification: str,
+    verification: str | None,
     **rest: Any,
 ) -> JSON:
     body: JSON = {
         "clinicalStatus": _status(CONDITION_CLINICAL, clinical, CLINICAL_DISPLAY)
         if clinical
         else None,
-        "verificationStatus": _status(CONDITION_VERIFICATION, verification, VERIFICATION_DISPLAY),
+        "verificationStatus": _status(CONDITION_VERIFICATION, verification, VERIFICATION_DISPLAY)
+        if verification
+        else None,
         "category": [fixed_category(CONDITION_CATEGORY, category, CATEGORY_DISPLAY[category])],
         "code": code,
         "subject": w.subject,
@@ -81,37 +88,45 @@ def _evidence(w: BundleWriter, study_ids: tuple[str, ...]) -> list[JSON] | None:
 
 
 def fracture_to_condition(w: BundleWriter, f: Fracture) -> None:
+    site = concept_json(f.body_site) if f.body_site else codeable(f.site) if f.site else None
     body = _condition(
         w,
         "encounter-diagnosis",
-        codeable(f.concept),
+        concept_json(f.code) if f.code is not None else codeable(f.concept),
         "resolved" if f.healed else "active",
-        "confirmed",
-        bodySite=[codeable(f.site)],
+        f.verification,
+        bodySite=[site] if site else None,
         onsetDateTime=f.onset,
         abatementDateTime=f.healed,
         recordedDate=f.recorded,
         evidence=_evidence(w, f.evidence),
         note=annotation(f.note),
     )
-    vertebral = TERMINOLOGY.concept(f.site).kind == "vertebra"
-    w.add("Condition", f.id, body, profile="plao-vertebral-fracture" if vertebral else None)
+    if f.category is not None:
+        body["category"] = concepts_json(f.category)
+    vertebral = f.site is not None and TERMINOLOGY.concept(f.site).kind == "vertebra"
+    ours = vertebral and f.code is None and f.body_site is None and f.category is None
+    w.add("Condition", f.id, body, profile="plao-vertebral-fracture" if ours else None)
 
 
 def diagnosis_to_condition(w: BundleWriter, d: Diagnosis) -> None:
     body = _condition(
         w,
         "encounter-diagnosis",
-        codeable(d.concept, d.text),
+        concept_json(d.code) if d.code is not None else codeable(d.concept, d.text),
         d.clinical_status,
         d.verification,
+        severity=concept_json(d.severity),
         onsetDateTime=d.onset,
         abatementDateTime=d.abatement,
         recordedDate=d.recorded,
         evidence=_evidence(w, d.evidence),
         note=annotation(d.note),
     )
-    w.add("Condition", d.id, body, profile="plao-diagnosis")
+    if d.category is not None:
+        body["category"] = concepts_json(d.category)
+    ours = d.code is None and d.category is None and d.verification is not None
+    w.add("Condition", d.id, body, profile="plao-diagnosis" if ours else None)
 
 
 def symptom_to_condition(w: BundleWriter, s: Symptom) -> None:
@@ -136,42 +151,67 @@ def symptom_to_condition(w: BundleWriter, s: Symptom) -> None:
 # --------------------------------------------------------------------------- reading
 
 
-def condition_kind(r: Reader) -> str:
-    """'fracture', 'symptom' or 'diagnosis' for a Condition."""
+def condition_kinds(r: Reader) -> list[str]:
+    """The dedicated sections a Condition may belong to, to try in order: 'fracture' (by its
+    bodySite, a vertebra or another fracture site, or by a code the table knows as a fracture),
+    then 'symptom' (a problem-list item). What neither takes is a diagnosis."""
+    kinds = []
+    if _fracture_site(r) or _fracture_code(r):
+        kinds.append("fracture")
+    for cat in r.items("category"):
+        for coding in (cat or {}).get("coding") or [] if isinstance(cat, dict) else []:
+            if (
+                isinstance(coding, dict)
+                and coding.get("system") == CONDITION_CATEGORY
+                and coding.get("code") == "problem-list-item"
+            ):
+                kinds.append("symptom")
+    return kinds
+
+
+def _fracture_site(r: Reader) -> bool:
     for i, _ in enumerate(r.items("bodySite")):
         codings = r.items("bodySite", i, "coding")
         if not codings:
             text = r.peek("bodySite", i, "text")
             if TERMINOLOGY.key_for_text(text, "vertebra", "fracture-site") is not None:
-                return "fracture"
+                return True
         for coding in codings:
             if not isinstance(coding, dict):
                 continue
             for key in TERMINOLOGY.keys_for(coding.get("system"), coding.get("code")):
                 if TERMINOLOGY.concept(key).kind in ("vertebra", "fracture-site"):
-                    return "fracture"
-    for cat in r.items("category"):
-        for coding in (cat or {}).get("coding") or []:
-            if (
-                coding.get("system") == CONDITION_CATEGORY
-                and coding.get("code") == "problem-list-item"
-            ):
-                return "symptom"
-    return "diagnosis"
+                    return True
+    return False
 
 
-def _common(r: Reader) -> tuple[str | None, str | None]:
+def _fracture_code(r: Reader) -> bool:
+    for coding in r.items("code", "coding"):
+        if not isinstance(coding, dict):
+            continue
+        for key in TERMINOLOGY.keys_for(coding.get("system"), coding.get("code")):
+            if TERMINOLOGY.concept(key).extra.get("fracture"):
+                return True
+    return False
+
+
+def _statuses(r: Reader) -> tuple[str | None, str | None]:
     r.get("subject")
-    for i, _ in enumerate(r.items("category")):
-        read_fixed_code(r, ("category", i), CONDITION_CATEGORY)
     clinical = read_fixed_code(r, ("clinicalStatus",), CONDITION_CLINICAL)
     verification = read_fixed_code(r, ("verificationStatus",), CONDITION_VERIFICATION)
     return clinical, verification
 
 
+def _common(r: Reader) -> tuple[str | None, str | None]:
+    for i, _ in enumerate(r.items("category")):
+        read_fixed_code(r, ("category", i), CONDITION_CATEGORY)
+    return _statuses(r)
+
+
 def _onset(r: Reader, name: str) -> str | None:
     value = r.str_(f"{name}DateTime")
-    if value is None and r.peek(f"{name}Period") is not None:
+    period = r.peek(f"{name}Period")
+    if value is None and period is not None and r.peek(f"{name}Period", "end") is None:
         value = r.str_(f"{name}Period", "start")
     return value
 
@@ -179,25 +219,48 @@ def _onset(r: Reader, name: str) -> str | None:
 def _evidence_ids(r: Reader, index: ResourceIndex) -> list[str]:
     ids = []
     for i, ev in enumerate(r.items("evidence")):
-        for j, detail in enumerate((ev or {}).get("detail") or []):
-            target = index.resolve((detail or {}).get("reference"))
+        for j, detail in enumerate((ev or {}).get("detail") or [] if isinstance(ev, dict) else []):
+            target = index.resolve(
+                (detail or {}).get("reference") if isinstance(detail, dict) else None
+            )
             if target is not None and target.reader.type == "DiagnosticReport":
                 ids.append(target.local_id)
                 r.mark("evidence", i, "detail", j)
     return ids
 
 
+def _category(r: Reader) -> Any:
+    ours = [
+        fixed_category(
+            CONDITION_CATEGORY, "encounter-diagnosis", CATEGORY_DISPLAY["encounter-diagnosis"]
+        )
+    ]
+    return read_own_or_source(r, ("category",), ours, many=True)
+
+
 def condition_to_fracture(r: Reader, local: str, index: ResourceIndex) -> dict[str, Any]:
-    clinical, _ = _common(r)
+    clinical, verification = _statuses(r)
     site = None
+    body_site = None
     for i, _ in enumerate(r.items("bodySite")):
-        site, _text = read_concept(r, ("bodySite", i), "vertebra", "fracture-site")
+        probe = Reader(r.resource, r.where)
+        site, _text = read_concept(probe, ("bodySite", i), "vertebra", "fracture-site")
         if site is not None:
+            if i == 0 and len(r.items("bodySite")) == 1 and r.peek("bodySite", 0) == codeable(site):
+                r.mark("bodySite", 0)
+            else:
+                body_site = read_source_concept(r, ("bodySite", i))
             break
-    concept, _ = read_concept(r, ("code",), "condition")
+    if site is None and r.items("bodySite"):
+        body_site = read_source_concept(r, ("bodySite", 0))
+    concept, _, code = read_coded(r, ("code",), "condition")
     out: dict[str, Any] = {
         "id": local,
         "site": site,
+        "body_site": body_site,
+        "code": code,
+        "category": _category(r),
+        "verification": verification,
         "onset": _onset(r, "onset"),
         "recorded": r.str_("recordedDate"),
         "healed": _onset(r, "abatement"),
@@ -212,14 +275,17 @@ def condition_to_fracture(r: Reader, local: str, index: ResourceIndex) -> dict[s
 
 
 def condition_to_diagnosis(r: Reader, local: str, index: ResourceIndex) -> dict[str, Any]:
-    clinical, verification = _common(r)
-    concept, text = read_concept(r, ("code",), "condition", keep_text=True)
+    clinical, verification = _statuses(r)
+    concept, text, code = read_coded(r, ("code",), "condition", keep_text=True)
     return {
         "id": local,
         "concept": concept,
         "text": text,
-        "verification": verification or "confirmed",
+        "code": code,
+        "category": _category(r),
+        "verification": verification,
         "clinical_status": clinical,
+        "severity": read_source_concept(r, ("severity",)),
         "onset": _onset(r, "onset"),
         "recorded": r.str_("recordedDate"),
         "abatement": _onset(r, "abatement"),

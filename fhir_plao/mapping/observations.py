@@ -17,12 +17,17 @@ from fhir_plao.case import (
     StatusObservation,
     Vital,
 )
+from fhir_plao.coded import (
+    OBSERVATION_CATEGORY,
+    OBSERVATION_CATEGORY_DISPLAY,
+    SCORE_UNIT_TEXT,
+    shown_unit,
+)
+from fhir_plao.mapping._coded import concept_json, concepts_json, read_own_or_source
 from fhir_plao.mapping._fhir import (
     INTERPRETATION,
     INTERPRETATION_DISPLAY,
     JSON,
-    OBSERVATION_CATEGORY,
-    OBSERVATION_CATEGORY_DISPLAY,
     Reader,
     annotation,
     codeable,
@@ -46,8 +51,6 @@ PREGNANCY = "Pregnancy"
 FOLLOW_UP_OUTCOME = "Follow-up outcome"
 #: code.text of each finding behind an outcome, as a component
 OUTCOME_FINDING = "Finding"
-
-SCORE_UNIT_TEXT = {"T": "T-score", "Z": "Z-score"}
 
 
 def category(code: str) -> list[JSON]:
@@ -110,6 +113,7 @@ def vital_to_observation(w: BundleWriter, v: Vital) -> None:
 
 
 def observation_to_vital(r: Reader, local: str, key: str) -> dict[str, Any]:
+    _code_is(r, key)
     read_category(r)
     r.get("status")
     value, unit = read_quantity(r, ("valueQuantity",))
@@ -123,7 +127,7 @@ def lab_to_observation(w: BundleWriter, lab: LabResult) -> None:
     rest: JSON = {}
     if lab.value is not None:
         assert lab.unit is not None
-        rest["valueQuantity"] = quantity(lab.value, lab.unit)
+        rest["valueQuantity"] = quantity(lab.value, lab.unit, lab.unit_text)
     elif lab.value_text is not None:
         rest["valueString"] = lab.value_text
     if lab.interpretation is not None:
@@ -144,27 +148,42 @@ def lab_to_observation(w: BundleWriter, lab: LabResult) -> None:
         range_: JSON = {"text": rr.text}
         if rr.low is not None:
             assert lab.unit is not None
-            range_["low"] = quantity(rr.low, lab.unit)
+            range_["low"] = quantity(rr.low, lab.unit, lab.unit_text)
         if rr.high is not None:
             assert lab.unit is not None
-            range_["high"] = quantity(rr.high, lab.unit)
+            range_["high"] = quantity(rr.high, lab.unit, lab.unit_text)
         rest["referenceRange"] = [range_]
-    body = _observation(w, lab.id, "laboratory", codeable(lab.test), lab.date, **rest)
-    w.add("Observation", lab.id, body, profile="plao-lab-result")
+    code = concept_json(lab.code) if lab.code is not None else codeable(lab.test)
+    body = _observation(w, lab.id, "laboratory", code, lab.date, **rest)
+    body["status"] = lab.status
+    body["issued"] = lab.issued
+    if lab.category is not None:
+        body["category"] = concepts_json(lab.category)
+    # our profile fixes the table's codes: a lab coded otherwise is written under base R4
+    w.add("Observation", lab.id, body, profile="plao-lab-result" if lab.code is None else None)
 
 
-def observation_to_lab(r: Reader, local: str, key: str, panel: str | None) -> dict[str, Any]:
-    read_category(r)
-    r.get("status")
+def observation_to_lab(r: Reader, local: str, key: str | None, panel: str | None) -> dict[str, Any]:
+    categories = read_own_or_source(r, ("category",), category("laboratory"), many=True)
     value, unit = read_quantity(r, ("valueQuantity",))
+    unit_text = r.peek("valueQuantity", "unit")
+    if unit is not None and isinstance(unit_text, str):
+        r.mark("valueQuantity", "unit")
+    if unit is None or unit_text == shown_unit(unit):
+        unit_text = None
     out: dict[str, Any] = {
         "id": local,
         "test": key,
+        "code": read_own_or_source(r, ("code",), codeable(key) if key else None),
+        "status": r.str_("status"),
+        "category": categories,
         "panel": panel,
         "date": _effective(r),
+        "issued": r.str_("issued"),
         "value": value,
         "value_text": r.str_("valueString"),
         "unit": unit,
+        "unit_text": unit_text,
         "note": read_note(r),
     }
     interp = r.items("interpretation")
@@ -174,9 +193,16 @@ def observation_to_lab(r: Reader, local: str, key: str, panel: str | None) -> di
     if ranges:
         low, low_unit = read_quantity(r, ("referenceRange", 0, "low"))
         high, high_unit = read_quantity(r, ("referenceRange", 0, "high"))
+        for bound in ("low", "high"):
+            if r.peek("referenceRange", 0, bound, "unit") is not None:
+                r.mark("referenceRange", 0, bound, "unit")
         range_unit = low_unit or high_unit
-        if out["unit"] is None:
+        if out["unit"] is None and range_unit is not None:
             out["unit"] = range_unit
+            for bound in ("low", "high"):
+                shown = r.peek("referenceRange", 0, bound, "unit")
+                if isinstance(shown, str) and shown != shown_unit(range_unit):
+                    out["unit_text"] = shown  # the fit check sees whether both bounds agree
         elif range_unit is not None and range_unit != out["unit"]:
             raise r.error(
                 ("referenceRange", 0), f"range unit {range_unit!r} differs from value unit {unit!r}"
@@ -199,25 +225,42 @@ def dxa_score_local(scan: DxaScan, score: DxaScore) -> str:
 def dxa_score_to_observation(w: BundleWriter, scan: DxaScan, score: DxaScore) -> None:
     key = TERMINOLOGY.dxa_score_key(score.site, score.kind)
     code = score.unit if score.unit is not None else "1"
-    unit_text = SCORE_UNIT_TEXT.get(score.kind) if code == "1" else None
+    unit_text = score.unit_text
+    if unit_text is None:
+        unit_text = SCORE_UNIT_TEXT.get(score.kind) if code == "1" else None
     body = _observation(
         w,
         dxa_score_local(scan, score),
         "imaging",
-        codeable(key),
+        concept_json(score.code) if score.code is not None else codeable(key),
         scan.date,
-        bodySite=codeable(score.site),
+        bodySite=None
+        if score.site_from_code
+        else concept_json(score.body_site)
+        if score.body_site is not None
+        else codeable(score.site),
         valueQuantity=quantity(score.value, code, unit_text),
     )
+    body["status"] = score.status
+    body["issued"] = score.issued
+    if score.category is not None:
+        body["category"] = concepts_json(score.category)
     w.add("Observation", dxa_score_local(scan, score), body, profile="plao-dxa-score")
 
 
 def observation_to_dxa_score(r: Reader, score_key: str) -> tuple[str | None, dict[str, Any]]:
     """(date, score fields). The site comes from bodySite, else from the score code's site."""
     kind = TERMINOLOGY.concept(score_key).extra["score"]
-    read_category(r)
-    r.get("status")
-    site, _ = read_concept(r, ("bodySite",), "dxa-site")
+    categories = read_own_or_source(r, ("category",), category("imaging"), many=True)
+    status = r.str_("status")
+    code = read_own_or_source(r, ("code",), codeable(score_key))
+    probe = Reader(r.resource, r.where)
+    site, _ = read_concept(probe, ("bodySite",), "dxa-site")
+    body_site = None
+    if site is not None:
+        body_site = read_own_or_source(r, ("bodySite",), codeable(site))
+    elif r.peek("bodySite") is not None:
+        raise r.error(("bodySite",), "a DXA site the code table does not know")
     if site is None:
         # no (known) bodySite: the one site whose scores use this code, when there is one
         sites = [
@@ -233,11 +276,27 @@ def observation_to_dxa_score(r: Reader, score_key: str) -> tuple[str | None, dic
     value, unit = read_quantity(r, ("valueQuantity",))
     if value is None:
         raise r.error(("valueQuantity",), "a DXA score without a value")
-    if kind in ("T", "Z") and unit in ("1", None):
-        if r.peek("valueQuantity", "unit") in (SCORE_UNIT_TEXT[kind], None):
-            r.mark("valueQuantity", "unit")
+    shown = r.peek("valueQuantity", "unit")
+    unit_text = None
+    if unit is not None and isinstance(shown, str):
+        r.mark("valueQuantity", "unit")
+        ours = SCORE_UNIT_TEXT.get(kind) if unit == "1" else shown_unit(unit)
+        unit_text = None if shown == ours else shown
+    if kind in ("T", "Z") and unit in ("1", None) and unit_text is None:
         unit = None
-    return _effective(r), {"site": site, "kind": kind, "value": value, "unit": unit}
+    return _effective(r), {
+        "site": site,
+        "kind": kind,
+        "value": value,
+        "unit": unit,
+        "unit_text": unit_text,
+        "status": status,
+        "category": categories,
+        "issued": r.str_("issued"),
+        "code": code,
+        "body_site": body_site,
+        "site_from_code": r.peek("bodySite") is None,
+    }
 
 
 # --------------------------------------------------------------------------- status observations
@@ -257,6 +316,7 @@ def status_to_observation(w: BundleWriter, s: StatusObservation) -> None:
 
 
 def observation_to_status(r: Reader, local: str, question: str) -> dict[str, Any]:
+    _code_is(r, question)
     read_category(r)
     r.get("status")
     answer, _ = read_concept(r, ("valueCodeableConcept",), "status-answer")
@@ -340,7 +400,8 @@ def finding_to_observation(w: BundleWriter, f: Finding) -> None:
     w.add("Observation", f.id, body)
 
 
-def observation_to_finding(r: Reader, local: str, cat: str) -> dict[str, Any]:
+def observation_to_finding(r: Reader, local: str) -> dict[str, Any]:
+    cat = read_category(r)
     r.get("status")
     concept, text = read_concept(r, ("code",), "condition", "finding", keep_text=True)
     value = r.str_("valueString")
@@ -371,6 +432,13 @@ def imaging_finding_to_observation(w: BundleWriter, study: ImagingStudy, n: int)
         valueString=study.findings[n],
     )
     w.add("Observation", local, body)
+
+
+def is_imaging_finding(r: Reader) -> bool:
+    """One of our imaging findings: coded by our text alone, in category imaging."""
+    return bool(
+        r.peek("code") == {"text": IMAGING_FINDING} and r.peek("category") == category("imaging")
+    )
 
 
 def observation_to_imaging_finding(r: Reader) -> str:
@@ -419,6 +487,13 @@ def observation_to_outcome(r: Reader) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- shared
+
+
+def _code_is(r: Reader, key: str) -> None:
+    """The code must be exactly the table's for ``key`` (a dedicated section writes that)."""
+    if r.peek("code") != codeable(key):
+        raise r.error(("code",), f"not coded exactly as {key} is")
+    r.mark("code")
 
 
 def _effective(r: Reader) -> str | None:

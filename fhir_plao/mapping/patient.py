@@ -32,7 +32,20 @@ def patient_from_fhir(r: Reader) -> dict[str, Any]:
             chosen = i
             break
     if chosen is None:
-        raise r.error(("identifier",), "the Patient has no identifier with system and value")
+        for i, ident in enumerate(identifiers):
+            if isinstance(ident, dict) and isinstance(ident.get("value"), str):
+                chosen = i  # a value without its system: kept as given
+                break
+    if chosen is None:
+        rid = r.peek("id")
+        if not isinstance(rid, str):
+            raise r.error(("identifier",), "the Patient has neither an identifier nor an id")
+        # no identifier at all: the case names the patient by her resource id (reported)
+        return {
+            "identifier": f"Patient/{rid}",
+            "sex": r.str_("gender") or "unknown",
+            "birth_date": r.str_("birthDate"),
+        }
     return {
         "identifier_system": r.str_("identifier", chosen, "system"),
         "identifier": r.str_("identifier", chosen, "value"),

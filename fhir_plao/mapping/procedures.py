@@ -13,6 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_plao.case import Care, Pregnancy
+from fhir_plao.mapping._coded import (
+    concept_json,
+    concepts_json,
+    read_coded,
+    read_source_concepts,
+)
 from fhir_plao.mapping._fhir import JSON, Reader, annotation, codeable, read_concept, read_note
 from fhir_plao.mapping.bundle import BundleWriter, ResourceIndex
 
@@ -23,6 +29,9 @@ PROCEDURE_STATUS = {
     "on-hold": "on-hold",
     "completed": "completed",
     "stopped": "stopped",
+    "not-done": "not-done",
+    "unknown": "unknown",
+    "entered-in-error": "entered-in-error",
 }
 CARE_STATUS = {v: k for k, v in PROCEDURE_STATUS.items()}
 FOLLOW_UP_LOCAL = "#follow-up"
@@ -59,15 +68,23 @@ def delivery_to_procedures(w: BundleWriter, p: Pregnancy) -> None:
         )
 
 
+def _code(c: Care) -> JSON:
+    return concept_json(c.code) if c.code is not None else codeable(c.concept, c.text)
+
+
 def care_to_procedure(w: BundleWriter, c: Care) -> None:
     w.add(
         "Procedure",
         c.id,
         {
             "status": PROCEDURE_STATUS[c.status],
-            "code": codeable(c.concept, c.text),
+            "code": _code(c),
             "subject": w.subject,
+            "performedDateTime": c.date,
             "performedPeriod": {"start": c.start, "end": c.end},
+            "reasonCode": concepts_json(c.reason_code),
+            "reasonReference": [w.ref("Condition", r) for r in c.reason] or None,
+            "bodySite": concepts_json(c.body_site),
             "note": annotation(c.detail),
         },
     )
@@ -99,7 +116,7 @@ def _plan(w: BundleWriter, local: str, statuses: set[str], activities: list[JSON
 def care_to_care_plan(w: BundleWriter, c: Care) -> None:
     """Planned care (diet, exercise, walking): a CarePlan of one activity, keeping its id."""
     detail = {
-        "code": codeable(c.concept, c.text),
+        "code": _code(c),
         "status": c.status,
         "scheduledPeriod": {"start": c.start, "end": c.end},
         "description": c.detail,
@@ -177,19 +194,31 @@ def procedure_to_anaesthesia(r: Reader) -> str:
     return key
 
 
-def procedure_to_care(r: Reader, local: str) -> dict[str, Any]:
+def procedure_to_care(r: Reader, local: str, index: ResourceIndex) -> dict[str, Any]:
     r.get("subject")
-    status = r.str_("status") or "completed"
-    concept, text = read_concept(r, ("code",), "procedure", keep_text=True)
-    start, end = _performed(r)
+    status = r.str_("status")
+    if status is not None and status not in CARE_STATUS:
+        raise r.error(("status",), f"{status!r} is not a Procedure status")
+    concept, text, code = read_coded(r, ("code",), "procedure", keep_text=True)
+    reasons = []
+    for i, ref in enumerate(r.items("reasonReference")):
+        target = index.resolve((ref or {}).get("reference") if isinstance(ref, dict) else None)
+        if target is not None and target.reader.type == "Condition":
+            reasons.append(target.local_id)
+            r.mark("reasonReference", i)
     return {
         "id": local,
         "kind": "procedure",
         "concept": concept,
         "text": text,
-        "status": CARE_STATUS.get(status, "completed"),
-        "start": start,
-        "end": end,
+        "code": code,
+        "status": CARE_STATUS[status] if status else "completed",
+        "date": r.str_("performedDateTime"),
+        "start": r.str_("performedPeriod", "start"),
+        "end": r.str_("performedPeriod", "end"),
+        "reason": reasons,
+        "reason_code": read_source_concepts(r, ("reasonCode",)),
+        "body_site": read_source_concepts(r, ("bodySite",)),
         "detail": read_note(r),
     }
 
@@ -204,7 +233,7 @@ def care_plan_to_care(r: Reader, local: str) -> tuple[list[dict[str, Any]], list
     phases: list[dict[str, Any]] = []
     for i, _ in enumerate(r.items("activity")):
         d = ("activity", i, "detail")
-        concept, text = read_concept(r, (*d, "code"), "procedure", keep_text=True)
+        concept, text, code = read_coded(r, (*d, "code"), "procedure", keep_text=True)
         status = r.str_(*d, "status")
         if concept == FOLLOW_UP and r.peek(*d, "scheduledTiming") is not None:
             rep = (*d, "scheduledTiming", "repeat")
@@ -227,6 +256,7 @@ def care_plan_to_care(r: Reader, local: str) -> tuple[list[dict[str, Any]], list
                 "kind": "plan",
                 "concept": concept,
                 "text": text,
+                "code": code,
                 "status": status,
                 "start": r.str_(*d, "scheduledPeriod", "start"),
                 "end": r.str_(*d, "scheduledPeriod", "end"),

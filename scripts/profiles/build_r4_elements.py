@@ -18,7 +18,8 @@ R4 = HERE / "node_modules" / "@medplum" / "definitions" / "dist" / "fhir" / "r4"
 OUT = HERE.parents[1] / "tests" / "data" / "r4-elements.json"
 RESOURCES = (
     "Bundle", "Patient", "Observation", "DiagnosticReport", "Condition", "MedicationStatement",
-    "MedicationRequest", "Medication", "Procedure", "CarePlan", "ClinicalImpression",
+    "MedicationRequest", "Medication", "Procedure", "CarePlan", "ClinicalImpression", "Encounter",
+    "ImagingStudy",
 )  # fmt: skip
 
 

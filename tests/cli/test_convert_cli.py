@@ -89,7 +89,7 @@ def test_a_searchset_from_another_system_is_read_and_the_rest_reported(
 def test_roundtrip_of_the_example_says_identical() -> None:
     result = run("roundtrip", str(EXAMPLE))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "round trip: identical (107 resources)" in result.stdout
+    assert "round trip: identical (124 resources)" in result.stdout
 
 
 # --------------------------------------------------------------------------- bad input
@@ -196,11 +196,35 @@ def test_a_bundle_of_several_patients_is_refused(tmp_path: Path) -> None:
 
 def test_broken_fhir_element_is_named(tmp_path: Path, example_bundle: dict[str, Any]) -> None:
     patient = example_bundle["entry"][0]["resource"]
-    patient["identifier"] = [{"value": "no-system"}]
+    patient["gender"] = ["female"]
     bundle = write_json(tmp_path / "bundle.json", example_bundle)
     result = run("convert", str(bundle), "--to", "case", "-o", str(tmp_path / "c.json"))
     assert result.returncode == 2
-    assert f"Patient/{patient['id']}.identifier" in result.stderr
+    assert f"Patient/{patient['id']}.gender" in result.stderr
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_a_patient_identifier_without_system_is_kept_as_given(
+    tmp_path: Path, example_bundle: dict[str, Any]
+) -> None:
+    example_bundle["entry"][0]["resource"]["identifier"] = [{"value": "no-system"}]
+    bundle = write_json(tmp_path / "bundle.json", example_bundle)
+    report = tmp_path / "unmapped.json"
+    result = run(
+        "convert",
+        str(bundle),
+        "--to",
+        "case",
+        "-o",
+        str(tmp_path / "c.json"),
+        "--unmapped-report",
+        str(report),
+    )
+    assert result.returncode == 0, result.stderr
+    case = json.loads((tmp_path / "c.json").read_text())
+    assert case["patient"]["identifier"] == "no-system"
+    assert "identifier_system" not in case["patient"]
+    assert json.loads(report.read_text())["count"] >= 0
 
 
 def test_missing_input_file(tmp_path: Path) -> None:
@@ -229,3 +253,43 @@ def test_roundtrip_reports_differences_and_exits_1(
     out = capsys.readouterr().out
     assert "vitals[0].value: 165 != 165.0" in out
     assert "difference(s)" in out
+
+
+def test_unmapped_report_is_json_a_script_can_count(tmp_path: Path) -> None:
+    foreign = FOREIGN_EXAMPLES / "us-core" / "observation-serum-creatinine.json"
+    report = tmp_path / "unmapped.json"
+    out = tmp_path / "case.json"
+    result = run(
+        "convert", str(foreign), "--to", "case", "-o", str(out), "--unmapped-report", str(report)
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(report.read_text())
+    assert data["count"] == len(data["items"]) > 0
+    assert sum(data["byResourceType"].values()) == data["count"]
+    assert all(set(item) == {"path", "reason"} for item in data["items"])
+    assert f"{data['count']} element(s) not mapped" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--unmapped-report", "-"],  # the report needs a file of its own
+        ["--unmapped-report", "{out}"],  # not the output itself
+    ],
+)
+def test_unmapped_report_refuses_a_file_it_cannot_have(tmp_path: Path, extra: list[str]) -> None:
+    foreign = FOREIGN_EXAMPLES / "us-core" / "observation-serum-creatinine.json"
+    out = tmp_path / "case.json"
+    args = [a.format(out=out) for a in extra]
+    result = run("convert", str(foreign), "--to", "case", "-o", str(out), *args)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "--unmapped-report" in result.stderr
+    assert not out.exists()
+
+
+def test_unmapped_report_goes_with_to_case_only(tmp_path: Path) -> None:
+    report = tmp_path / "unmapped.json"
+    result = run("convert", str(EXAMPLE), "--unmapped-report", str(report))
+    assert result.returncode == 2
+    assert "--unmapped-report goes with --to case" in result.stderr
+    assert not report.exists()

@@ -19,14 +19,12 @@ text-only imaging concepts in one study, ``Decimal('-0')``.
 
 from __future__ import annotations
 
-import calendar
-from collections.abc import Callable, Sequence
-from decimal import Decimal
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any
 
 from hypothesis import strategies as st
 
+from fhir_plao._types import before as _before
 from fhir_plao.case import (
     Care,
     Case,
@@ -34,10 +32,12 @@ from fhir_plao.case import (
     Diagnosis,
     DxaScan,
     DxaScore,
+    Encounter,
     Finding,
     FollowUp,
     FollowUpPhase,
     Fracture,
+    ImagingSeries,
     ImagingStudy,
     LabPanel,
     LabResult,
@@ -50,208 +50,38 @@ from fhir_plao.case import (
     StatusObservation,
     Symptom,
     Vital,
-    _before,
 )
+from fhir_plao.coded import Concept
 from fhir_plao.terminology import TERMINOLOGY
-
-T = TypeVar("T")
-Draw = Callable[[st.SearchStrategy[T]], T]
-
-# --------------------------------------------------------------------------- code table
-
-
-@cache
-def keys(*kinds: str) -> tuple[str, ...]:
-    found = tuple(sorted(TERMINOLOGY.keys_of(*kinds)))
-    assert found, f"no code-table keys of kind {kinds}"
-    return found
-
-
-def coded(key: str) -> bool:
-    return bool(TERMINOLOGY.concept(key).codings)
-
-
-#: texts of the concepts that have no code (as a free name, such a text *is* the concept)
-TEXT_ONLY_TEXTS = tuple(sorted({c.text for c in TERMINOLOGY if not c.codings}))
-#: code.text values of the Observations the mapping codes by text only
-MAPPING_TEXTS = ("Pregnancy", "Imaging finding", "Follow-up outcome", "Finding")
-
-# --------------------------------------------------------------------------- text
-
-_CHARS = st.characters(codec="utf-8", categories=("L", "M", "N", "P", "S", "Zs"))
-
-SAMPLE_TEXTS = (
-    "Bel ağrısı, göğüs kafesi",  # noqa: RUF001 (Turkish dotless i, on purpose)
-    "Knochendichte ↓, öfter Schmerzen",
-    "naïve café — ½ dose",
-    "Doğumdan 20 gün sonra şiddetli sırt ağrısı",  # noqa: RUF001
-    "日本語のメモ",
-    "emoji 🦴 ok",
-    "1.50",
-    "-0.0",
-    "a; b",
-    " leading and trailing ",
-    "tab\there",
-    "two\nlines",
-    "Body height",  # a coded concept's text
-    *MAPPING_TEXTS,
+from tests.unit.strategies_base import (
+    Draw,
+    Ids,
+    coded,
+    decimals,
+    free_names,
+    keys,
+    not_in,
+    opt,
+    some,
+    texts,
+    whens,
 )
-
-
-@cache
-def texts(max_size: int = 16) -> st.SearchStrategy[str]:
-    """Printable text that is not blank (no surrogates; no control characters but in samples)."""
-    return st.one_of(
-        st.sampled_from(SAMPLE_TEXTS), st.text(_CHARS, min_size=1, max_size=max_size)
-    ).filter(lambda t: t.strip() != "")
-
-
-def opt(s: st.SearchStrategy[T]) -> st.SearchStrategy[T | None]:
-    return st.one_of(st.none(), s)
-
-
-@cache
-def free_names() -> st.SearchStrategy[str]:
-    """Free text naming a concept (Finding / Diagnosis / Care without a key)."""
-    return st.one_of(texts(), st.sampled_from(TEXT_ONLY_TEXTS))
-
-
-# --------------------------------------------------------------------------- decimals
-
-SPECIAL_DECIMALS = tuple(
-    Decimal(s)
-    for s in (
-        "1.50",
-        "-0.0",
-        "0.000",
-        "0",
-        "0.0",
-        "-0.00",
-        "-2.5",
-        "-1.00",
-        "100",
-        "1E+2",
-        "1.5E-7",
-        "0E-5",
-        "-0",
-        "-0E+2",
-        "2.50E+3",
-        "0.1",
-        "12345678901234567890.0123456789",
-    )
+from tests.unit.strategies_coded import (
+    INSTANTS,
+    coded_observations,
+    codings,
+    condition_categories,
+    diagnosis_keys,
+    foreign_concepts,
+    fracture_keys,
+    lab_categories,
+    observation_categories,
+    periods,
+    recognisable,
+    report_categories,
+    source_codes,
+    with_extra,
 )
-
-
-def _decimal(sign: int, digits: Sequence[int], exponent: int) -> Decimal:
-    return Decimal((sign, tuple(digits), exponent))
-
-
-@cache
-def decimals(*, positive: bool = False) -> st.SearchStrategy[Decimal]:
-    """Finite decimals with their digits: trailing zeros, signed zeros, exponents -12..+8."""
-    raw = st.builds(
-        _decimal,
-        st.just(0) if positive else st.integers(0, 1),
-        st.lists(st.integers(0, 9), min_size=1, max_size=12),
-        st.integers(-12, 8),
-    )
-    s = st.one_of(st.sampled_from(SPECIAL_DECIMALS), raw)
-    return s.filter(lambda d: d > 0) if positive else s
-
-
-# --------------------------------------------------------------------------- dates
-
-
-@cache
-def whens(*, date_only: bool = False) -> st.SearchStrategy[str]:
-    """A FHIR date (YYYY, YYYY-MM, YYYY-MM-DD) or dateTime (seconds and an offset), as text."""
-    return _whens(date_only=date_only)
-
-
-@st.composite
-def _whens(draw: Draw[Any], *, date_only: bool = False) -> str:
-    year = draw(st.one_of(st.integers(1990, 2030), st.integers(1, 9999)))
-    shape = draw(st.sampled_from(("Y", "YM", "YMD") if date_only else ("Y", "YM", "YMD", "DT")))
-    if shape == "Y":
-        return f"{year:04d}"
-    month = draw(st.integers(1, 12))
-    if shape == "YM":
-        return f"{year:04d}-{month:02d}"
-    day = draw(st.integers(1, calendar.monthrange(year, month)[1]))
-    date = f"{year:04d}-{month:02d}-{day:02d}"
-    if shape == "YMD":
-        return date
-    h, m, sec = draw(st.integers(0, 23)), draw(st.integers(0, 59)), draw(st.integers(0, 59))
-    time = f"{h:02d}:{m:02d}:{sec:02d}"
-    if draw(st.booleans()):
-        digits = draw(st.lists(st.integers(0, 9), min_size=1, max_size=9))
-        time += "." + "".join(map(str, digits))
-    if draw(st.booleans()):
-        offset = "Z"
-    else:
-        hours = draw(st.integers(0, 14))
-        minutes = 0 if hours == 14 else draw(st.sampled_from((0, 30, 45, 59)))
-        offset = f"{draw(st.sampled_from('+-'))}{hours:02d}:{minutes:02d}"
-    return f"{date}T{time}{offset}"
-
-
-# --------------------------------------------------------------------------- ids
-
-_ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-."
-#: includes ids shaped like those the mapping derives from items (they must not collide)
-SAMPLE_IDS = (
-    "p1",
-    "p1-delivery",
-    "p1-anaesthesia",
-    "p1-lactation",
-    "p1-lactation-1",
-    "follow-up",
-    "outcome-1",
-    "s1-total-hip-T",
-    "i1-finding-1",
-    "c1-activity-2",
-    "dxa-2023-06-14",
-    "a",
-    "0",
-    "-",
-    ".",
-    "1.50",
-    "x" * 64,
-)
-ids = st.one_of(
-    st.sampled_from(SAMPLE_IDS),
-    st.text(_ID_CHARS, min_size=1, max_size=10),
-    st.text(_ID_CHARS, min_size=60, max_size=64),
-)
-
-
-class _Ids:
-    """Hands out ids unique within one case."""
-
-    def __init__(self, draw: Draw[Any]) -> None:
-        self.draw = draw
-        self.used: set[str] = set()
-
-    def new(self) -> str:
-        value: str = self.draw(ids)
-        n = 2
-        while value in self.used:  # cheaper than a fresh filtered strategy per id
-            value = f"{value[:58]}.{n}"
-            n += 1
-        self.used.add(value)
-        return value
-
-
-def _not_in(taken: set[str]) -> Callable[[str], bool]:
-    return lambda value: value not in taken
-
-
-def _some(draw: Draw[Any], pool: Sequence[str], max_size: int = 2) -> tuple[str, ...]:
-    """Some of ``pool``, maybe one twice (the model allows a reference to repeat)."""
-    if not pool:
-        return ()
-    return tuple(draw(st.lists(st.sampled_from(list(pool)), max_size=max_size)))
-
 
 # --------------------------------------------------------------------------- models
 
@@ -278,7 +108,7 @@ def patients(draw: Draw[Any]) -> Patient:
         )
     )
     return Patient(
-        identifier_system=system,
+        identifier_system=draw(st.one_of(st.just(system), st.none())),
         identifier=draw(st.one_of(st.sampled_from(("plao-0001", "a/b", "Ö-123", "/")), texts())),
         birth_date=draw(opt(whens(date_only=True))),
         sex=draw(st.sampled_from(("female", "male", "other", "unknown"))),
@@ -288,7 +118,7 @@ def patients(draw: Draw[Any]) -> Patient:
 @st.composite
 def cases(draw: Draw[Any], *, max_items: int = 2) -> Case:
     """A valid case; each list holds 0..``max_items`` items (labs and diagnoses one more)."""
-    ident = _Ids(draw)
+    ident = Ids(draw)
     when = whens()
     text = texts()
     opt_text = opt(text)
@@ -320,7 +150,7 @@ def cases(draw: Draw[Any], *, max_items: int = 2) -> Case:
             stopped=draw(opt(when)),
             stop_reason=draw(opt_text),
         )
-        for pregnancy in _some(draw, [p.id for p in pregnancies], max_size=max_items + 1)
+        for pregnancy in some(draw, [p.id for p in pregnancies], max_size=max_items + 1)
     ]
     status_observations = []
     for _ in range(draw(n)):
@@ -379,15 +209,21 @@ def cases(draw: Draw[Any], *, max_items: int = 2) -> Case:
         )
 
     # -- labs
-    lab_panels = [
-        LabPanel(
-            id=ident.new(),
-            concept=draw(st.sampled_from(keys("lab-panel", "lab"))),
-            date=draw(when),
-            conclusion=draw(opt_text),
+    lab_panels = []
+    for _ in range(draw(n)):
+        panel_key, panel_code = draw(source_codes(("lab-panel", "lab"), keys("lab-panel", "lab")))
+        lab_panels.append(
+            LabPanel(
+                id=ident.new(),
+                concept=panel_key,
+                code=panel_code,
+                status=draw(st.sampled_from(("final", "amended", "partial", "preliminary"))),
+                category=draw(report_categories(lab=True)),
+                date=draw(opt(when)),
+                issued=draw(opt(st.sampled_from(INSTANTS))),
+                conclusion=draw(opt_text),
+            )
         )
-        for _ in range(draw(n))
-    ]
     labs = [
         draw(lab_results(ident.new(), tuple(p.id for p in lab_panels)))
         for _ in range(draw(st.integers(0, max_items + 1)))
@@ -403,53 +239,104 @@ def cases(draw: Draw[Any], *, max_items: int = 2) -> Case:
         )
         for _ in range(draw(n))
     ]
-    imaging = [
-        ImagingStudy(
-            id=ident.new(),
-            concepts=tuple(
-                draw(
-                    st.lists(st.sampled_from(keys("imaging")), min_size=1, max_size=3, unique=True)
-                )
-            ),
-            date=draw(when),
-            findings=tuple(draw(st.lists(text, max_size=3))),
-            conclusion=draw(opt_text),
+    imaging = []
+    for _ in range(draw(n)):
+        by_source = draw(st.booleans())
+        imaging.append(
+            ImagingStudy(
+                id=ident.new(),
+                concepts=()
+                if by_source
+                else tuple(
+                    draw(
+                        st.lists(
+                            st.sampled_from(keys("imaging")), min_size=1, max_size=3, unique=True
+                        )
+                    )
+                ),
+                code=draw(foreign_concepts()) if by_source else None,
+                status=draw(st.sampled_from(("final", "amended", "corrected"))),
+                category=draw(report_categories(lab=False)),
+                date=draw(opt(when)),
+                issued=draw(opt(st.sampled_from(INSTANTS))),
+                series=tuple(
+                    draw(
+                        st.lists(
+                            st.builds(
+                                ImagingSeries,
+                                modality=st.sampled_from(keys("modality")),
+                                description=text,
+                            ),
+                            max_size=2,
+                        )
+                    )
+                ),
+                findings=tuple(draw(st.lists(text, max_size=3))),
+                conclusion=draw(opt_text),
+            )
         )
-        for _ in range(draw(n))
-    ]
     study_ids = [s.id for s in imaging]
 
     # -- conditions
     fractures: list[Fracture] = []
     for _ in range(draw(n)):
-        site = draw(st.sampled_from(keys("vertebra", "fracture-site")))
+        site: str | None = draw(st.sampled_from(keys("vertebra", "fracture-site")))
         taken = {f.onset for f in fractures if f.site == site}
         extra: dict[str, Any] = {}
-        if draw(st.booleans()):  # else the default, vertebral-compression-fracture
+        how = draw(st.sampled_from(("ours", "concept", "source code", "coded fracture")))
+        if how == "concept":  # else the default, vertebral-compression-fracture
             extra["concept"] = draw(st.sampled_from(keys("condition")))
+        elif how == "source code":
+            extra["code"] = draw(foreign_concepts())
+        elif how == "coded fracture":  # known as a fracture by its code, maybe of no site
+            extra["code"] = draw(with_extra(draw(st.sampled_from(fracture_keys()))))
+            site = draw(opt(st.just(site)))
+        if site is not None and draw(st.booleans()) and recognisable_site(site):
+            extra["body_site"] = draw(with_extra(site))
+        if draw(st.booleans()):
+            extra["category"] = draw(condition_categories())
+            extra["verification"] = draw(
+                st.sampled_from(("confirmed", "provisional", "differential", "unconfirmed", None))
+            )
         fractures.append(
             Fracture(
                 id=ident.new(),
                 site=site,
-                onset=draw(when.filter(_not_in(taken))),
+                onset=draw(opt(when.filter(not_in(taken)))),
                 recorded=draw(opt(when)),
                 healed=draw(opt(when)),
-                evidence=_some(draw, study_ids),
+                evidence=some(draw, study_ids),
                 note=draw(opt_text),
                 **extra,
             )
         )
     diagnoses = []
     for _ in range(draw(st.integers(0, max_items + 1))):
-        concept, name = draw(named(("condition",)))
+        concept, name = draw(named(("condition",), diagnosis_keys()))
+        code = None
+        if draw(st.booleans()):  # coded by the source
+            concept, code = draw(source_codes(("condition",), recognisable_diagnoses()))
+            name = None
         verification = draw(
-            st.sampled_from(("confirmed", "provisional", "differential", "refuted"))
+            st.sampled_from(
+                (
+                    "confirmed",
+                    "provisional",
+                    "differential",
+                    "refuted",
+                    "unconfirmed",
+                    "entered-in-error",
+                    None,
+                )
+            )
         )
         clinical = None
-        if verification != "refuted":
+        if verification not in ("refuted", "entered-in-error"):
             clinical = draw(
-                st.sampled_from(
-                    ("active", "recurrence", "relapse", "inactive", "remission", "resolved")
+                opt(
+                    st.sampled_from(
+                        ("active", "recurrence", "relapse", "inactive", "remission", "resolved")
+                    )
                 )
             )
         diagnoses.append(
@@ -457,16 +344,21 @@ def cases(draw: Draw[Any], *, max_items: int = 2) -> Case:
                 id=ident.new(),
                 concept=concept,
                 text=name,
+                code=code,
+                category=draw(condition_categories()),
                 verification=verification,
                 clinical_status=clinical,
+                severity=draw(opt(foreign_concepts())),
                 onset=draw(opt(when)),
                 recorded=draw(opt(when)),
                 abatement=draw(opt(when)),
-                evidence=_some(draw, study_ids),
+                evidence=some(draw, study_ids),
                 note=draw(opt_text),
             )
         )
-    condition_ids = tuple([d.id for d in diagnoses] + [f.id for f in fractures])
+    condition_ids = tuple(
+        [d.id for d in diagnoses] + [f.id for f in fractures] + [s.id for s in symptoms]
+    )
 
     # -- treatment and care
     medications = [draw(medications_(ident.new(), condition_ids)) for _ in range(draw(n))]
@@ -474,21 +366,47 @@ def cases(draw: Draw[Any], *, max_items: int = 2) -> Case:
     for _ in range(draw(n)):
         kind = draw(st.sampled_from(("procedure", "plan")))
         concept, name = draw(named(("procedure",)))
+        code = None
+        if draw(st.booleans()):
+            concept, code = draw(source_codes(("procedure",)))
+            name = None
         statuses = ["not-started", "scheduled", "in-progress", "on-hold", "completed", "stopped"]
+        procedure: dict[str, Any] = {}
         if kind == "procedure":
             statuses.remove("scheduled")  # the model's rule: a procedure is never scheduled
+            statuses += ["not-done", "unknown", "entered-in-error"]
+            procedure = {
+                "body_site": tuple(draw(st.lists(foreign_concepts(), max_size=2))),
+                "reason": some(draw, condition_ids),
+                "reason_code": tuple(draw(st.lists(foreign_concepts(), max_size=2))),
+            }
+        timed = kind == "procedure" and draw(st.booleans())
         care.append(
             Care(
                 id=ident.new(),
                 kind=kind,
                 concept=concept,
                 text=name,
+                code=code,
                 detail=draw(opt_text),
-                start=draw(opt(when)),
-                end=draw(opt(when)),
+                date=draw(when) if timed else None,
+                start=None if timed else draw(opt(when)),
+                end=None if timed else draw(opt(when)),
                 status=draw(st.sampled_from(statuses)),
+                **procedure,
             )
         )
+    encounters = [draw(encounter_items(ident.new(), condition_ids)) for _ in range(draw(n))]
+    # coded observations: their ids first, so that they may group one another
+    observation_ids = [ident.new() for _ in range(draw(st.integers(0, max_items + 2)))]
+    member_pool = tuple(observation_ids + [x.id for x in labs] + [v.id for v in vitals])
+    report_pool = tuple(
+        [p.id for p in lab_panels] + [s.id for s in imaging] + [d.id for d in dxa_scans]
+    )
+    observations = [
+        draw(coded_observations(oid, tuple(m for m in member_pool if m != oid), report_pool))
+        for oid in observation_ids
+    ]
     follow_up = None
     if draw(st.booleans()):
         # may be empty: the model then holds None, its one spelling of "no follow-up"
@@ -514,17 +432,21 @@ def cases(draw: Draw[Any], *, max_items: int = 2) -> Case:
         diagnoses=tuple(diagnoses),
         medications=tuple(medications),
         care=tuple(care),
+        observations=tuple(observations),
+        encounters=tuple(encounters),
         follow_up=follow_up,
     )
 
 
 @st.composite
-def named(draw: Draw[Any], kinds: tuple[str, ...]) -> tuple[str | None, str | None]:
+def named(
+    draw: Draw[Any], kinds: tuple[str, ...], pool: tuple[str, ...] | None = None
+) -> tuple[str | None, str | None]:
     """(concept, text) for a ``_Named`` item: a key, a coded key with a text override, or text."""
     how = draw(st.sampled_from(("key", "key+text", "text")))
     if how == "text":
         return None, draw(free_names())
-    key = draw(st.sampled_from(keys(*kinds)))
+    key = draw(st.sampled_from(pool or keys(*kinds)))
     if how == "key+text" and coded(key):
         # an override; one equal to the table's text is dropped by the model, which is fine
         return key, draw(st.one_of(texts(), st.just(TERMINOLOGY.concept(key).text)))
@@ -541,7 +463,7 @@ def _units_of(key: str) -> tuple[str, ...]:
 @st.composite
 def lab_results(draw: Draw[Any], lab_id: str, panel_ids: tuple[str, ...]) -> LabResult:
     """A lab: a figure with its unit, a text, or neither; a unit also when a range bound has one."""
-    test = draw(st.sampled_from(keys("lab")))
+    test, code = draw(source_codes(("lab",), keys("lab")))
     shape = draw(st.sampled_from(("value", "value_text", "none")))
     value = draw(decimals()) if shape == "value" else None
     value_text = draw(texts()) if shape == "value_text" else None
@@ -555,12 +477,18 @@ def lab_results(draw: Draw[Any], lab_id: str, panel_ids: tuple[str, ...]) -> Lab
             rr_text = draw(texts())
         rr = ReferenceRange(low=low, high=high, text=rr_text)
     bounded = rr is not None and (rr.low is not None or rr.high is not None)
-    unit = draw(st.sampled_from(_units_of(test))) if value is not None or bounded else None
+    units = _units_of(test) if test is not None else _GENERIC_UNITS
+    unit = draw(st.sampled_from(units)) if value is not None or bounded else None
     return LabResult(
         id=lab_id,
         test=test,
+        code=code,
+        status=draw(st.sampled_from(("final", "amended", "corrected", "preliminary"))),
+        category=draw(lab_categories()),
         panel=draw(opt(st.sampled_from(panel_ids))) if panel_ids else None,
-        date=draw(whens()),
+        date=draw(opt(whens())),
+        issued=draw(opt(st.sampled_from(INSTANTS))),
+        unit_text=draw(opt(st.sampled_from(("mg/dl", "MG/DL", "units")))) if unit else None,
         value=value,
         value_text=value_text,
         unit=unit,
@@ -578,16 +506,70 @@ def dxa_scores(draw: Draw[Any]) -> tuple[DxaScore, ...]:
         for site in keys("dxa-site")
         for kind in TERMINOLOGY.concept(site).extra.get("scores", {})
     ]
-    chosen = draw(st.lists(st.sampled_from(pairs), min_size=1, max_size=3, unique=True))
+    chosen = draw(st.lists(st.sampled_from(pairs), min_size=0, max_size=3, unique=True))
     scores = []
     for site, kind in chosen:
-        units = TERMINOLOGY.concept(TERMINOLOGY.dxa_score_key(site, kind)).units
+        score_key = TERMINOLOGY.dxa_score_key(site, kind)
+        units = TERMINOLOGY.concept(score_key).units
         if kind == "BMD":
             value, unit = draw(decimals(positive=True)), draw(st.sampled_from(units))
         else:
             value, unit = draw(decimals()), draw(opt(st.sampled_from(units)))
-        scores.append(DxaScore(site=site, kind=kind, value=value, unit=unit))
+        source: dict[str, Any] = {}
+        how = draw(st.sampled_from(("ours", "source", "site from code", "source body site")))
+        if how != "ours":
+            source = {
+                "unit_text": draw(opt(st.sampled_from(("T-Score", "Z-Score", "g/cm²")))),
+                "status": draw(st.sampled_from(("final", "amended"))),
+                "category": draw(observation_categories()),
+                "issued": draw(opt(st.sampled_from(INSTANTS))),
+                "code": draw(opt(with_extra(score_key))),
+            }
+        if how == "site from code" and site in _sites_named_by_code().get(score_key, ()):
+            source["site_from_code"] = True
+        elif how == "source body site" and recognisable_site(site, "dxa-site"):
+            source["body_site"] = draw(with_extra(site))
+        scores.append(DxaScore(site=site, kind=kind, value=value, unit=unit, **source))
     return tuple(scores)
+
+
+@cache
+def _sites_named_by_code() -> dict[str, tuple[str, ...]]:
+    """Score key -> the one site whose scores use it (a score without bodySite gets it)."""
+    by_key: dict[str, list[str]] = {}
+    for site in keys("dxa-site"):
+        for key in TERMINOLOGY.concept(site).extra.get("scores", {}).values():
+            by_key.setdefault(key, []).append(site)
+    return {k: tuple(v) for k, v in by_key.items() if len(v) == 1}
+
+
+@cache
+def recognisable_site(site: str, *kinds: str) -> bool:
+    kinds = kinds or ("vertebra", "fracture-site")
+    return (
+        bool(TERMINOLOGY.concept(site).codings) and Concept.of_key(site).recognised(*kinds) == site
+    )
+
+
+@cache
+def recognisable_diagnoses() -> tuple[str, ...]:
+    return tuple(k for k in recognisable("condition") if k in diagnosis_keys())
+
+
+@st.composite
+def encounter_items(draw: Draw[Any], eid: str, condition_ids: tuple[str, ...]) -> Encounter:
+    by_key = draw(st.booleans())
+    return Encounter(
+        id=eid,
+        status=draw(st.sampled_from(("planned", "in-progress", "finished", "cancelled"))),
+        kind=draw(st.sampled_from(keys("encounter-class"))) if by_key else None,
+        class_code=None if by_key else draw(codings()),
+        type=tuple(draw(st.lists(foreign_concepts(), max_size=2))),
+        period=draw(opt(periods())),
+        reason=some(draw, condition_ids),
+        reason_code=tuple(draw(st.lists(foreign_concepts(), max_size=2))),
+        discharge=draw(opt(foreign_concepts())),
+    )
 
 
 @st.composite
@@ -597,19 +579,41 @@ def medications_(draw: Draw[Any], med_id: str, condition_ids: tuple[str, ...]) -
     start, end = draw(opt(whens())), draw(opt(whens()))
     if start is not None and end is not None and _before(end, start):
         start, end = end, start
+    drug, code = draw(source_codes(("medication",), keys("medication")))
+    record = draw(st.sampled_from(("statement", "request")))
+    statuses = (
+        ("active", "completed", "stopped", "on-hold", "intended", "unknown", "not-taken")
+        if record == "statement"
+        else ("active", "on-hold", "cancelled", "completed", "stopped", "draft", "unknown")
+    )
+    dose_unit = draw(opt(st.sampled_from(_GENERIC_UNITS))) if dose is not None else None
+    by_source_route = draw(st.booleans())
     return Medication(
         id=med_id,
-        drug=draw(st.sampled_from(keys("medication"))),
+        drug=drug,
+        code=code,
+        record=record,
+        intent=draw(st.sampled_from(("order", "plan", "proposal")))
+        if record == "request"
+        else None,
+        authored=draw(opt(whens())) if record == "request" else None,
         dose=dose,
-        dose_unit=draw(st.sampled_from(_GENERIC_UNITS)) if dose is not None else None,
+        dose_unit=dose_unit,
+        dose_unit_text=draw(opt(st.sampled_from(("tablet", "MG")))) if dose_unit else None,
         frequency=draw(opt(st.integers(1, 6))) if period is not None else None,
         period=period,
-        period_unit=None if period is None else draw(st.sampled_from(("h", "d", "wk", "mo", "a"))),
-        route=draw(opt(st.sampled_from(keys("route")))),
+        period_unit=None
+        if period is None
+        else draw(st.sampled_from(("s", "min", "h", "d", "wk", "mo", "a"))),
+        route=None if by_source_route else draw(opt(st.sampled_from(keys("route")))),
+        route_code=draw(opt(foreign_concepts())) if by_source_route else None,
+        as_needed=draw(opt(st.booleans())),
+        dosage_text=draw(opt(texts())),
         start=start,
         end=end,
-        status=draw(st.sampled_from(("active", "completed", "stopped", "on-hold", "intended"))),
-        reason=_some(draw, condition_ids),
+        status=draw(st.sampled_from(statuses)),
+        reason=some(draw, condition_ids),
+        reason_code=tuple(draw(st.lists(foreign_concepts(), max_size=2))),
         note=draw(opt(texts())),
     )
 

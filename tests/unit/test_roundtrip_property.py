@@ -23,10 +23,24 @@ from pydantic import BaseModel
 
 from fhir_plao import jsonio
 from fhir_plao.case import Case, case_to_json
+from fhir_plao.coded import (
+    CodedObservation,
+    Coding,
+    Component,
+    Concept,
+    ObservedRange,
+    Period,
+    Quantity,
+    Range,
+    Ratio,
+    Value,
+)
 from fhir_plao.compare import case_differences
 from fhir_plao.errors import MappingError
 from fhir_plao.mapping import MappingResult, from_fhir, to_fhir
+from tests.unit import strategies_coded as coded
 from tests.unit.strategies import cases
+from tests.unit.strategies_coded import coded_observations
 
 ROUND_TRIP = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SOME = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -99,7 +113,7 @@ DECIMALS = make(
     labs=[
         {
             "id": "ca",
-            "test": "calcium",
+            "test": "calcium-molar",
             "date": "2023-06-14",
             "value": Decimal("0.000"),
             "unit": "mmol/L",
@@ -295,12 +309,18 @@ def test_bundle_resources_are_valid_r4b(case: Case) -> None:
 # --------------------------------------------------------------------------- the strategies
 
 
-def _field_paths(model: type[BaseModel], prefix: str = "") -> set[str]:
+#: the source-coded parts (``fhir_plao/coded.py``): a case must reach each of their slots, and
+#: their own strategies each of their fields (``test_coded_strategies_reach_every_field``)
+CODED_PARTS = (Concept, Coding, Quantity, Range, Ratio, Period, Value, ObservedRange, Component)
+
+
+def _field_paths(model: type[BaseModel], prefix: str = "", *, into_coded: bool = False) -> set[str]:
     out = set()
     for name, info in model.model_fields.items():
         out.add(prefix + name)
         for sub in _models_in(info.annotation):
-            out |= _field_paths(sub, f"{prefix}{name}.")
+            if into_coded or sub not in CODED_PARTS:
+                out |= _field_paths(sub, f"{prefix}{name}.", into_coded=into_coded)
     return out
 
 
@@ -427,6 +447,42 @@ def test_strategies_reach_every_field() -> None:
     collect()
     assert _field_paths(Case) - filled == set()
     assert EXPECTED_FEATURES - features == set()
+
+
+CODED_STRATEGIES: dict[type[BaseModel], Any] = {
+    CodedObservation: coded_observations("o1", ("o2",), ("r1",)),
+    Component: coded.components(),
+    ObservedRange: coded.observed_ranges(),
+    Value: coded.values(),
+    Quantity: coded.quantities(),
+    Range: coded.ranges(),
+    Ratio: coded.values().filter(lambda v: v.ratio is not None).map(lambda v: v.ratio),
+    Period: coded.periods(),
+    Concept: coded.foreign_concepts(),
+    Coding: coded.codings(),
+}
+
+
+@pytest.mark.parametrize("model", list(CODED_STRATEGIES), ids=lambda m: m.__name__)
+def test_coded_strategies_reach_every_field(model: type[BaseModel]) -> None:
+    """Each source-coded part, as its strategy draws it, fills every one of its fields (the
+    parts inside it are drawn by their own strategies, checked here too)."""
+    filled: set[str] = set()
+
+    @settings(
+        max_examples=200,
+        derandomize=True,
+        database=None,
+        phases=[Phase.generate],
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(item=CODED_STRATEGIES[model])
+    def collect(item: BaseModel) -> None:
+        _filled_paths(item.model_dump(), "", filled)
+
+    collect()
+    assert _field_paths(model) - filled == set()
 
 
 # --------------------------------------------------------------------------- bugs

@@ -38,6 +38,8 @@ KINDS = {
     "route",
     "procedure",
     "finding",
+    "encounter-class",
+    "modality",
 }
 
 # Primary codings deliberately shared by two concepts of different kinds: the same SNOMED CT body
