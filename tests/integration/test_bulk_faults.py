@@ -169,14 +169,14 @@ def exists(fhir: FhirClient, reference: str) -> bool:
 def test_a_refused_part_says_how_many_parts_were_applied_and_a_second_push_completes_it(
     fhir_server_url: str, tmp_path: Path, example_case: Case
 ) -> None:
-    """The third of eleven parts is refused the way HAPI refuses a reference to a resource it
+    """The third of thirteen parts is refused the way HAPI refuses a reference to a resource it
     does not hold (HAPI-1094, referential integrity). SEKMET does not check referential
     integrity, so that answer is injected; the two parts before it really are on the server."""
     case = example_case.model_copy(
         update={"patient": example_case.patient.model_copy(update={"identifier": "synth-207-x"})}
     )
     parts = split_transaction(to_fhir(case), 10, None)
-    assert len(parts) == 11
+    assert len(parts) == 13
     pid = patient_id(case)
     transport = RecordingTransport()
     transport.inject(
@@ -198,7 +198,7 @@ def test_a_refused_part_says_how_many_parts_were_applied_and_a_second_push_compl
 
     assert summary.failed == 1 and summary.transactions == 3
     (dead,) = read_ndjson(tmp_path / "run.dead-letter.ndjson")
-    assert (dead["parts_applied"], dead["parts"]) == (2, 11)
+    assert (dead["parts_applied"], dead["parts"]) == (2, 13)
     assert (dead["stage"], dead["status"], dead["hapi_code"]) == ("server", 400, "HAPI-1094")
     assert dead["locations"][0]["element"] == "Bundle.entry[0].resource.subject"
     applied = [e["request"]["url"] for p in parts[:2] for e in p["entry"]]
@@ -209,7 +209,7 @@ def test_a_refused_part_says_how_many_parts_were_applied_and_a_second_push_compl
 
     summary, _ = push(fhir_server_url, source, tmp_path, max_entries=10, max_bytes=None)
 
-    assert (summary.updated, summary.failed, summary.transactions) == (1, 0, 11)
+    assert (summary.updated, summary.failed, summary.transactions) == (1, 0, 13)
     assert (summary.resources_updated, summary.resources_created) == (len(applied), len(refused))
 
 

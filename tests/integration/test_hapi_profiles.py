@@ -73,7 +73,7 @@ def test_every_profiled_resource_of_the_example_is_valid_on_hapi(
         if (errors := _validate(hapi, resource, url))
     }
     assert failures == {}
-    assert len(checked) == 65
+    assert len(checked) == 67
 
 
 def test_the_server_refuses_what_our_profiles_refuse(
