@@ -31,7 +31,7 @@ SERVERCTL  := $(BIN)/python scripts/fhir_server.py
 # The project venv, rebuilt when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --disable-pip-version-check -e '.[dev,plot]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -43,7 +43,7 @@ BENCH_MEMORY_CASES ?= 10000
 BENCH_RUNS         ?= 3
 
 $(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
-	$(BIN)/pip install --disable-pip-version-check -e '.[dev,bench]'
+	$(BIN)/pip install --disable-pip-version-check -e '.[dev,plot,bench]'
 	touch $@
 
 bench: $(VENV)/.bench-installed server-install

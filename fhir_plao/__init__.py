@@ -23,6 +23,7 @@ from fhir_plao.client import (
     BearerAuth,
     FhirClient,
     PushResult,
+    PushSettings,
     RetryPolicy,
     SearchResults,
     ServerId,
@@ -34,9 +35,11 @@ from fhir_plao.coded import CodedObservation, Concept, Value
 from fhir_plao.compare import case_differences
 from fhir_plao.errors import (
     Conflict,
+    ExtraMissing,
     FhirError,
     Gone,
     InputError,
+    Location,
     MappingError,
     NotFound,
     OutcomeIssue,
@@ -52,6 +55,8 @@ from fhir_plao.errors import (
     ValidatorUnavailable,
 )
 from fhir_plao.mapping import MappingResult, Unmapped, from_fhir, to_fhir, unmapped_report
+from fhir_plao.outbound import Origin, Outbound, Part, prepare, prepare_fhir
+from fhir_plao.plot import plot_scores
 from fhir_plao.synth import synth_cases
 from fhir_plao.validation import Issue, Validator, ensure_valid, validate
 
@@ -64,20 +69,26 @@ __all__ = [
     "CodedObservation",
     "Concept",
     "Conflict",
+    "ExtraMissing",
     "FhirClient",
     "FhirError",
     "Gone",
     "InputError",
     "Issue",
+    "Location",
     "MappingError",
     "MappingResult",
     "NotFound",
+    "Origin",
+    "Outbound",
     "OutcomeIssue",
+    "Part",
     "PreconditionFailed",
     "PullOptions",
     "PullSummary",
     "PushOptions",
     "PushResult",
+    "PushSettings",
     "PushSummary",
     "RateLimited",
     "RetryPolicy",
@@ -104,6 +115,9 @@ __all__ = [
     "from_fhir",
     "load_case",
     "open_cases",
+    "plot_scores",
+    "prepare",
+    "prepare_fhir",
     "pull_cases",
     "push_cases",
     "split_transaction",

@@ -13,19 +13,33 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import IO, Any, BinaryIO, TextIO, cast
 
 from fhir_plao.errors import InputError
 
-__all__ = ["atomic_output", "write_lines", "write_text"]
+__all__ = ["atomic_output", "atomic_output_bytes", "write_lines", "write_text"]
 
 
 @contextmanager
 def atomic_output(path: str | Path) -> Iterator[TextIO]:
     """A text stream for ``path`` that becomes the file only if the block ends without error."""
+    with _atomic(path, binary=False) as handle:
+        yield cast(TextIO, handle)
+
+
+@contextmanager
+def atomic_output_bytes(path: str | Path) -> Iterator[BinaryIO]:
+    """The same for bytes (``-``: standard output's buffer)."""
+    with _atomic(path, binary=True) as handle:
+        yield cast(BinaryIO, handle)
+
+
+@contextmanager
+def _atomic(path: str | Path, *, binary: bool) -> Iterator[IO[Any]]:
     if str(path) == "-":
-        yield sys.stdout
-        sys.stdout.flush()
+        stream: IO[Any] = sys.stdout.buffer if binary else sys.stdout
+        yield stream
+        stream.flush()
         return
     target = Path(path)
     directory = target.parent if str(target.parent) else Path(".")
@@ -34,7 +48,10 @@ def atomic_output(path: str | Path) -> Iterator[TextIO]:
     except OSError as exc:
         raise InputError(f"cannot write: {exc.strerror}", location=str(target)) from None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+        handle = (
+            os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="\n")
+        )
+        with handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

@@ -7,6 +7,7 @@
     │   └── MappingError      FHIR content that cannot become a case (names the element path)
     ├── ValidationError       a resource breaks a profile (carries the issues)
     ├── ValidatorUnavailable  HAPI's validator cannot run here (no Java, no checkout to build)
+    ├── ExtraMissing          an optional part is not installed (``pip install fhir-plao[plot]``)
     ├── TransportError        no usable response: connect / read timeouts, resets
     │   └── TimeoutError_     the request timed out
     ├── UnexpectedResponse    a response we cannot use: not FHIR R4, a next link off the server,
@@ -16,18 +17,25 @@
         ├── Unprocessable 422, RateLimited 429
         └── StaleVersion          an If-Match named an old version: 412 by R4, 409 by HAPI;
                                   both a Conflict and a PreconditionFailed
+
+Any of them may carry ``locations``: what the failure traces back to (the case field, the resource,
+the FHIR element). The push pipeline (:mod:`fhir_plao.outbound`) fills them in, so a refusal of
+one Observation of 49 names that lab, on every push path; ``str(exc)`` leads with them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Self
 
 __all__ = [
     "Conflict",
+    "ExtraMissing",
     "FhirError",
     "Gone",
     "InputError",
+    "Location",
     "MappingError",
     "NotFound",
     "OutcomeIssue",
@@ -44,8 +52,74 @@ __all__ = [
 ]
 
 
+@dataclass(frozen=True)
+class Location:
+    """What a failure traces back to: a case field (``labs[3].value``), the case item's id, the
+    resource (``Observation/plao-...``), the FHIR element, and the message about it."""
+
+    field: str | None = None
+    element: str | None = None
+    message: str | None = None
+    resource: str | None = None
+    item: str | None = None
+
+    def as_json(self) -> dict[str, str]:
+        out = {
+            "field": self.field,
+            "item": self.item,
+            "resource": self.resource,
+            "element": self.element,
+            "message": self.message,
+        }
+        return {k: v for k, v in out.items() if v is not None}
+
+    def where(self) -> str:
+        """``labs[3].value (item lab-p, Observation/plao-..., Observation.valueQuantity)``."""
+        detail = [
+            f"item {self.item}" if self.item and self.field else self.item,
+            self.resource,
+            self.element,
+        ]
+        shown = ", ".join(d for d in detail if d)
+        if self.field:
+            return f"{self.field} ({shown})" if shown else self.field
+        return shown
+
+    def __str__(self) -> str:
+        where = self.where()
+        if self.message:
+            return f"{where}: {self.message}" if where else self.message
+        return where
+
+
 class FhirError(Exception):
-    """Base of every error this package raises on purpose."""
+    """Base of every error this package raises on purpose.
+
+    ``locations`` (empty unless traced): where in the case and the FHIR it came from.
+    """
+
+    locations: tuple[Location, ...] = ()
+    #: for a case sent in several transactions: how many there were, and how many were applied
+    #: before the one that failed (they stay applied; pushing the case again completes it)
+    parts: int | None = None
+    parts_applied: int | None = None
+
+    def traced(self, locations: Iterable[Location]) -> Self:
+        """This error with ``locations`` attached (returned, to ``raise exc.traced(...)``)."""
+        self.locations = tuple(locations)
+        return self
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.parts is not None and self.parts_applied is not None:
+            text += f" ({self.parts_applied} of {self.parts} transactions applied before it)"
+        places = [loc.where() for loc in self.locations if loc.where()]
+        if not places:
+            return text
+        unique = list(dict.fromkeys(places))
+        shown = "; ".join(unique[:3])
+        more = f" and {len(unique) - 3} more" if len(unique) > 3 else ""
+        return f"{shown}{more}: {text}"
 
 
 class InputError(FhirError):
@@ -71,6 +145,10 @@ class ValidationError(FhirError):
 
 class ValidatorUnavailable(FhirError):
     """HAPI's validator cannot run here (no Java, no build, or it died): the job could not run."""
+
+
+class ExtraMissing(FhirError):
+    """An optional part of the package is not installed; the message says how to install it."""
 
 
 class TransportError(FhirError):

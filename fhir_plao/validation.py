@@ -52,7 +52,6 @@ __all__ = [
     "errors_in",
     "issues_to_operation_outcome",
     "read_documents",
-    "register",
     "validate",
     "validate_documents",
     "validate_file",
@@ -294,8 +293,11 @@ def read_documents(data: str | bytes, *, source: str = "input") -> list[tuple[st
                 docs.append((f"line {n}", jsonio.loads(line)))
             except jsonio.JsonError as line_exc:
                 docs.append((f"line {n}", _Unparsed(str(line_exc))))
-        if all(isinstance(d, _Unparsed) for _, d in docs):
-            raise InputError(f"neither JSON nor NDJSON: {exc}", location=source) from None
+        if not any(isinstance(d, dict) and isinstance(d.get("resourceType"), str) for _, d in docs):
+            # not one line is a resource: this is no NDJSON of FHIR, whatever some lines parse as
+            raise InputError(
+                f"neither FHIR JSON nor NDJSON of it: {exc}", location=source
+            ) from None
         return docs
     if not isinstance(doc, dict) or not isinstance(doc.get("resourceType"), str):
         raise InputError(
@@ -371,13 +373,6 @@ def issues_to_operation_outcome(issues: Iterable[Issue]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- command line
-
-
-def register(subparsers: Any) -> None:
-    """Add ``fhir-plao validate FILE`` to the command line."""
-    from fhir_plao._validation.commands import add_validate_command
-
-    add_validate_command(subparsers)
 
 
 def count_resources(docs: Sequence[tuple[str | None, Any]]) -> int:

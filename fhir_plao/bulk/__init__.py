@@ -21,9 +21,11 @@
 * :func:`pull_cases`: every Patient (or a Patient search) pulled back into cases, written as
   NDJSON in search order (:mod:`fhir_plao.bulk._pull`).
 
-The command line is ``fhir-plao push`` and ``fhir-plao pull --all`` (``fhir_plao.client.commands``).
+The command line is ``fhir-plao push`` and ``fhir-plao pull --all`` (``fhir_plao.cli.push``,
+``fhir_plao.cli.pull``).
 """
 
+from fhir_plao._split import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, split_transaction
 from fhir_plao.bulk._progress import Progress, PullSummary, PushSummary
 from fhir_plao.bulk._pull import PatientResult, PullOptions, patient_query, pull_cases
 from fhir_plao.bulk._push import CaseResult, PushOptions, push_cases
@@ -34,10 +36,8 @@ from fhir_plao.bulk._records import (
     Location,
     case_digest,
     patient_key,
-    trace_element,
 )
 from fhir_plao.bulk._sources import CaseInput, CaseSource, open_cases
-from fhir_plao.bulk._split import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, split_transaction
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -62,5 +62,4 @@ __all__ = [
     "pull_cases",
     "push_cases",
     "split_transaction",
-    "trace_element",
 ]

@@ -23,7 +23,6 @@ The pipeline (one event loop, one pooled :class:`~fhir_plao.client.AsyncFhirClie
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -35,6 +34,7 @@ import anyio
 import anyio.abc
 
 from fhir_plao import jsonio
+from fhir_plao._split import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES
 from fhir_plao.bulk._progress import Progress, PushSummary
 from fhir_plao.bulk._records import (
     MAX_LOCATIONS,
@@ -48,13 +48,13 @@ from fhir_plao.bulk._records import (
     patient_key,
 )
 from fhir_plao.bulk._sources import CaseSource
-from fhir_plao.bulk._split import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, split_transaction
-from fhir_plao.client._core import push_result
-from fhir_plao.errors import FhirError, InputError
+from fhir_plao.errors import FhirError, InputError, ValidationError
+from fhir_plao.outbound import ID_MODES, LIMITS, IdMode
 
 if TYPE_CHECKING:
     from fhir_plao.case import Case
     from fhir_plao.client.aio import AsyncFhirClient
+    from fhir_plao.outbound import Outbound
 
 __all__ = ["CaseResult", "PushOptions", "push_cases"]
 
@@ -69,7 +69,9 @@ class PushOptions:
     ``resume`` skips the cases the journal already holds (else the journal starts afresh);
     ``concurrency`` is the number of cases in flight; ``max_entries`` / ``max_bytes`` bound
     each transaction (None: no bound); ``validate`` checks each Bundle against R4 and the
-    profiles before sending (a case that fails is not sent).
+    profiles before sending (a case that fails is not sent); ``ids``: ``client`` (our
+    deterministic ids) or ``server`` (conditional updates on our identifiers; see
+    :mod:`fhir_plao.outbound`).
     """
 
     journal: Path
@@ -79,8 +81,11 @@ class PushOptions:
     max_bytes: int | None = DEFAULT_MAX_BYTES
     validate: bool = True
     resume: bool = False
+    ids: IdMode = "client"
 
     def __post_init__(self) -> None:
+        if self.ids not in ID_MODES:
+            raise InputError(f"ids must be 'client' or 'server', not {self.ids!r}")
         if not isinstance(self.concurrency, int) or self.concurrency < 1:
             raise InputError(f"concurrency must be at least 1, not {self.concurrency!r}")
         for name in ("max_entries", "max_bytes"):
@@ -244,31 +249,25 @@ class _BulkPush:
         if job.after is not None:
             await job.after.wait()  # an earlier case of this patient is still being sent
         try:
-            parts = await anyio.to_thread.run_sync(self._prepare, job.case, limiter=self._cpu)
+            outbound = await anyio.to_thread.run_sync(self._prepare, job.case, limiter=self._cpu)
         except _Rejected as rejected:
             self._failed(job.origin, job.patient, rejected.failure, case=job.case)
             return
         self.summary.sent += 1
-        created = updated = 0
-        patient_created: bool | None = None
-        for applied, part in enumerate(parts):
-            self.summary.transactions += 1
-            try:
-                response = await self.client.transaction(part)
-                result = push_result(part, response)
-            except FhirError as exc:
-                failure = failure_from_error(exc, case=job.case, bundle=part)
-                if len(parts) > 1:
-                    failure = dataclasses.replace(failure, parts_applied=applied, parts=len(parts))
-                self._failed(job.origin, job.patient, failure, case=job.case)
-                return
-            for entry in result.entries:
-                if entry.created:
-                    created += 1
-                else:
-                    updated += 1
-                if (entry.local_ref or "").startswith("Patient/"):
-                    patient_created = entry.created
+        try:
+            result = await self.client.push(outbound)
+        except FhirError as exc:
+            self.summary.transactions += (exc.parts_applied or 0) + 1
+            self._failed(job.origin, job.patient, failure_from_error(exc), case=job.case)
+            return
+        self.summary.transactions += result.parts
+        created = result.created
+        updated = result.updated
+        patient_created = next(
+            (e.created for e in result.entries if (e.local_ref or "").startswith("Patient/")), None
+        )
+        if patient_created is None and result.entries and result.entries[0].field == "patient":
+            patient_created = result.entries[0].created
         if patient_created is None:
             patient_created = created > 0
         self.journal.record(
@@ -277,7 +276,7 @@ class _BulkPush:
             digest=job.digest,
             created=created,
             updated=updated,
-            transactions=len(parts),
+            transactions=len(outbound.parts),
         )
         if patient_created:
             self.summary.created += 1
@@ -293,31 +292,33 @@ class _BulkPush:
                 "created" if patient_created else "updated",
                 created,
                 updated,
-                len(parts),
+                len(outbound.parts),
             )
         )
 
-    def _prepare(self, case: Case) -> list[dict[str, Any]]:
-        """to_fhir, validation and split (runs in a worker thread)."""
-        from fhir_plao.mapping import to_fhir
-        from fhir_plao.validation import ensure_valid
+    def _prepare(self, case: Case) -> Outbound:
+        """The one outbound pipeline: to_fhir, validation and split (in a worker thread)."""
+        from fhir_plao.outbound import prepare
 
+        options = self.options
         try:
-            bundle = to_fhir(case)
+            return prepare(
+                case,
+                validate=options.validate,
+                ids=options.ids,
+                max_entries=options.max_entries,
+                max_bytes=options.max_bytes,
+            )
+        except ValidationError as exc:
+            raise _Rejected(failure_from_error(exc)) from None
         except FhirError as exc:
-            raise _Rejected(failure_from_error(exc, case=case, stage="mapping")) from None
+            split = isinstance(exc, InputError) and exc.location == LIMITS
+            raise _Rejected(
+                failure_from_error(exc, stage="split" if split else "mapping")
+            ) from None
         except Exception as exc:  # a bug must not stop ten thousand other cases
-            log.exception("to_fhir failed on a case")
+            log.exception("preparing a case failed")
             raise _Rejected(Failure("mapping", f"internal error: {exc!r}")) from None
-        if self.options.validate:
-            try:
-                ensure_valid(bundle)
-            except FhirError as exc:
-                raise _Rejected(failure_from_error(exc, case=case, bundle=bundle)) from None
-        try:
-            return split_transaction(bundle, self.options.max_entries, self.options.max_bytes)
-        except InputError as exc:
-            raise _Rejected(Failure("split", str(exc))) from None
 
     # ----------------------------------------------------------------- recording
 

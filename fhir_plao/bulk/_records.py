@@ -23,9 +23,11 @@ case), ``mapping`` (the case could not become FHIR), ``validation`` (the Bundle 
 profile), ``split`` (the Bundle cannot be cut under the limits), ``server`` (an error status,
 after retries), ``transport`` (no response, after retries), ``response`` (a response that could
 not be used). ``locations`` lists what the failure traces back to, each with the keys that
-apply: ``field`` (the case field, e.g. ``labs[0]`` or ``patient.birth_date``), ``element`` (the
-FHIR element path, from the validator or the server's ``OperationOutcome.issue.expression``),
-``message``. ``status`` and ``hapi_code`` come with server errors; ``parts_applied`` / ``parts``
+apply: ``field`` (the case field, e.g. ``labs[0].value`` or ``patient.birth_date``), ``item``
+(the case item's id), ``resource`` (``Observation/plao-...``), ``element`` (the FHIR element
+path, from the validator, the server's ``OperationOutcome.issue.expression`` / ``location``, or
+its message), ``message``; :mod:`fhir_plao.outbound` traces them, as for every push.
+``status`` and ``hapi_code`` come with server errors; ``parts_applied`` / ``parts``
 say how many of a split case's transactions had already been applied. ``case`` is the case as
 parsed (so ``jq -c .case`` gives NDJSON that can be pushed again), else ``text``: the raw input.
 A pull's dead letter has ``patient`` (``Patient/ID``) and no case.
@@ -35,8 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -46,6 +47,7 @@ from fhir_plao import jsonio
 from fhir_plao.errors import (
     FhirError,
     InputError,
+    Location,
     ServerError,
     TransportError,
     ValidationError,
@@ -63,7 +65,6 @@ __all__ = [
     "case_digest",
     "failure_from_error",
     "patient_key",
-    "trace_element",
 ]
 
 log = logging.getLogger(__name__)
@@ -76,19 +77,6 @@ Stage: TypeAlias = Literal[
 MAX_LOCATIONS = 50
 #: raw input longer than this is cut in a dead letter's ``text``
 MAX_TEXT = 100_000
-
-
-@dataclass(frozen=True)
-class Location:
-    """What a failure traces back to: a case field, a FHIR element, or both."""
-
-    field: str | None = None
-    element: str | None = None
-    message: str | None = None
-
-    def as_json(self) -> dict[str, str]:
-        out = {"field": self.field, "element": self.element, "message": self.message}
-        return {k: v for k, v in out.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -266,101 +254,28 @@ class DeadLetter:
 # --------------------------------------------------------------------------- failures
 
 
-_ENTRY = re.compile(r"^Bundle\.entry\[(\d+)\]")
-
-
-def failure_from_error(
-    exc: FhirError,
-    *,
-    case: Case | None = None,
-    bundle: Mapping[str, Any] | None = None,
-    stage: Stage | None = None,
-) -> Failure:
-    """A :class:`Failure` for ``exc``, its locations traced to case fields where they can be.
-
-    ``bundle`` is the Bundle the error's element paths refer to (the one validated, or the
-    part that was sent), ``case`` the case it came from.
-    """
+def failure_from_error(exc: FhirError, *, stage: Stage | None = None) -> Failure:
+    """A :class:`Failure` for ``exc``: its stage by kind, its locations as the push pipeline
+    traced them (:mod:`fhir_plao.outbound`), and what a server error says of itself."""
+    locations = exc.locations[:MAX_LOCATIONS]
+    if isinstance(exc, InputError) and not locations and exc.location:
+        locations = (Location(field=exc.location, message=exc.message),)
+    kind: Stage = "response"
     if isinstance(exc, ValidationError):
-        errors = [i for i in exc.issues if getattr(i, "severity", "error") == "error"]
-        return Failure(
-            stage or "validation",
-            str(exc),
-            tuple(
-                _located(str(getattr(i, "path", "")), str(getattr(i, "message", i)), case, bundle)
-                for i in errors[:MAX_LOCATIONS]
-            ),
-        )
-    if isinstance(exc, ServerError):
-        locations = []
-        for issue in exc.issues:
-            if issue.severity not in ("fatal", "error"):
-                continue
-            for expression in issue.expression or [""]:
-                locations.append(_located(expression, issue.diagnostics, case, bundle))
-        return Failure(
-            stage or "server",
-            str(exc),
-            tuple(locations[:MAX_LOCATIONS]),
-            status=exc.status,
-            hapi_code=exc.hapi_code,
-        )
-    if isinstance(exc, TransportError):
-        return Failure(stage or "transport", str(exc))
-    if isinstance(exc, InputError):
-        where = (Location(field=exc.location, message=exc.message),) if exc.location else ()
-        return Failure(stage or "mapping", str(exc), where)
-    return Failure(stage or "response", str(exc))
-
-
-def _located(
-    element: str, message: str | None, case: Case | None, bundle: Mapping[str, Any] | None
-) -> Location:
-    traced = trace_element(case, bundle, element) if element else None
-    return Location(field=traced, element=element or None, message=message)
-
-
-def trace_element(case: Case | None, bundle: Mapping[str, Any] | None, element: str) -> str | None:
-    """The case field an element path such as ``Bundle.entry[3].resource.valueQuantity`` comes
-    from: the entry's resource carries the case item's id (``Resource.identifier`` in the item
-    system), and the item is looked up in the case. None when it cannot be told."""
-    match = _ENTRY.match(element)
-    if case is None or bundle is None or match is None:
-        return None
-    entries = bundle.get("entry") or []
-    index = int(match.group(1))
-    if index >= len(entries) or not isinstance(entries[index], dict):
-        return None
-    resource = entries[index].get("resource")
-    if not isinstance(resource, dict):
-        return None
-    if resource.get("resourceType") == "Patient":
-        return "patient"
-    local = _item_id(resource, case)
-    if local is None:
-        return None
-    return _case_path(case, local.split("#", 1)[0]) or f"item {local!r}"
-
-
-def _item_id(resource: Mapping[str, Any], case: Case) -> str | None:
-    from fhir_plao.mapping._fhir import ITEM_SYSTEM
-
-    prefix = f"{case.patient.identifier}/"
-    for identifier in resource.get("identifier") or []:
-        if not isinstance(identifier, dict) or identifier.get("system") != ITEM_SYSTEM:
-            continue
-        value = identifier.get("value")
-        if isinstance(value, str) and value.startswith(prefix):
-            return value[len(prefix) :]
-    return None
-
-
-def _case_path(case: Case, item_id: str) -> str | None:
-    from fhir_plao.case import SECTIONS
-
-    for name in SECTIONS:
-        items: Iterable[Any] = getattr(case, name, ()) or ()
-        for i, item in enumerate(items):
-            if getattr(item, "id", None) == item_id:
-                return f"{name}[{i}]"
-    return None
+        kind = "validation"
+    elif isinstance(exc, ServerError):
+        kind = "server"
+    elif isinstance(exc, TransportError):
+        kind = "transport"
+    elif isinstance(exc, InputError):
+        kind = "mapping"
+    server = exc if isinstance(exc, ServerError) else None
+    return Failure(
+        stage or kind,
+        str(exc),
+        locations,
+        status=server.status if server else None,
+        hapi_code=server.hapi_code if server else None,
+        parts_applied=exc.parts_applied,
+        parts=exc.parts,
+    )

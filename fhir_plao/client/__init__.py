@@ -10,6 +10,7 @@ Both are thin shells over one sans-IO core, so they behave the same in every res
             ...
 """
 
+from fhir_plao.client._case import PushSettings
 from fhir_plao.client._core import (
     Limits,
     PendingRequest,
@@ -62,6 +63,7 @@ __all__ = [
     "PreconditionFailed",
     "Prefer",
     "PushResult",
+    "PushSettings",
     "PushedEntry",
     "RateLimited",
     "Response",

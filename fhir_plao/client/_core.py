@@ -42,7 +42,7 @@ from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeAlias, TypeVar, cast
+from typing import Any, Generic, Literal, Protocol, TypeAlias, TypeVar, cast
 from urllib.parse import parse_qsl, quote, urljoin, urlsplit, urlunsplit
 
 import httpx  # exception classes and Response only: the core never sends anything
@@ -53,6 +53,7 @@ from fhir_plao.errors import (
     FhirError,
     Gone,
     InputError,
+    Location,
     NotFound,
     OutcomeIssue,
     PreconditionFailed,
@@ -64,10 +65,6 @@ from fhir_plao.errors import (
     UnexpectedResponse,
     Unprocessable,
 )
-
-if TYPE_CHECKING:  # imported where used: the client does not need the mapping to load
-    from fhir_plao.case import Case
-    from fhir_plao.mapping import MappingResult
 
 log = logging.getLogger(__name__)
 
@@ -782,26 +779,55 @@ class PushedEntry:
     """One entry of a pushed transaction.
 
     ``local`` is the entry's ``fullUrl`` (else ``Type/id``); ``local_ref`` is ``Type/id`` from the
-    entry's request or resource; ``server`` is where the server keeps it (None when the response
-    said nothing usable); ``status`` is the entry's ``response.status`` ("201 Created").
+    entry's request or resource; ``server`` is where the server keeps it, with its version (None
+    when the response said nothing usable); ``status`` is the entry's ``response.status`` ("201
+    Created"). From a case: ``field`` is the case field (``labs[3]``), ``item`` the case item's
+    id; ``resource`` names what was sent (``Observation/plao-...``, or with server-assigned ids
+    ``Observation?identifier=…/lab-x``). ``problem`` says why a batch entry failed.
     """
 
     local: str
     local_ref: str | None
     server: ServerId | None
     status: str
+    field: str | None = None
+    item: str | None = None
+    resource: str | None = None
+    problem: Location | None = None
 
     @property
     def created(self) -> bool:
         return self.status.strip().startswith("201")
 
+    @property
+    def failed(self) -> bool:
+        """A batch entry the server refused (a transaction is all or nothing)."""
+        return not self.status.strip().startswith("2")
+
+    def as_json(self) -> dict[str, Any]:
+        """The entry as a JSON result: what it came from, where it went, created or updated."""
+        out: dict[str, Any] = {
+            "field": self.field,
+            "item": self.item,
+            "resource": self.resource or self.local_ref or self.local,
+            "server_id": f"{self.server.type}/{self.server.id}" if self.server else None,
+            "version": self.server.version if self.server else None,
+            "status": "failed" if self.failed else "created" if self.created else "updated",
+            "http_status": self.status,
+        }
+        if self.problem is not None:
+            out["problem"] = self.problem.as_json()
+        return {k: v for k, v in out.items() if v is not None}
+
 
 @dataclass(frozen=True)
 class PushResult:
-    """The outcome of ``push(case)``: one :class:`PushedEntry` per Bundle entry, in order."""
+    """The outcome of a push: one :class:`PushedEntry` per Bundle entry, in order, over the
+    ``parts`` transactions sent; ``response`` is the last transaction-response."""
 
     entries: tuple[PushedEntry, ...]
     response: dict[str, Any]
+    parts: int = 1
 
     @property
     def ids(self) -> dict[str, ServerId]:
@@ -816,6 +842,14 @@ class PushResult:
     @property
     def created(self) -> int:
         return sum(1 for e in self.entries if e.created)
+
+    @property
+    def failed(self) -> tuple[PushedEntry, ...]:
+        return tuple(e for e in self.entries if e.failed)
+
+    @property
+    def updated(self) -> int:
+        return len(self.entries) - self.created - len(self.failed)
 
 
 def _local_ref(entry: Mapping[str, Any]) -> str | None:
@@ -861,7 +895,7 @@ def push_result(sent: Mapping[str, Any], received: dict[str, Any]) -> PushResult
                 rtype, rid = local_ref.split("/", 1)  # a PUT to Type/id lands at that id
                 server = ServerId(rtype, rid, parse_etag(answer.get("etag")))
         key = local or f"entry[{index}]"
-        if server is None:
+        if server is None and str(answer.get("status", "")).strip().startswith("2"):
             log.warning("push: the server did not say where %s went (no usable location)", key)
         entries.append(PushedEntry(key, local_ref, server, str(answer.get("status", ""))))
     return PushResult(tuple(entries), received)
@@ -1382,31 +1416,7 @@ class FhirProtocol:
             note += f"; the server reported {state.total} match(es)"
         return note + ": results are incomplete"
 
-    # ----------------------------------------------------------------- the case
-
-    def push(self, case: Case) -> Flow[PushResult]:
-        """Send ``to_fhir(case)`` as one transaction; map each entry to its server id."""
-        from fhir_plao.mapping import to_fhir
-
-        yield from self.capabilities()
-        bundle = to_fhir(case)
-        response = yield from self.transaction(bundle)
-        result = push_result(bundle, response)
-        log.info(
-            "pushed %d resources (%d created) to %s",
-            len(result.entries),
-            result.created,
-            self.base_url,
-        )
-        return result
-
-    def pull(self, patient_id: str) -> Flow[MappingResult]:
-        """Fetch the patient's resources and map them back with ``from_fhir``."""
-        from fhir_plao.mapping import from_fhir
-
-        check_id(patient_id, "patient id")
-        resources = yield from self.patient_resources(patient_id)
-        return from_fhir(resources)
+    # ----------------------------------------------------------------- a patient
 
     def patient_resources(self, patient_id: str) -> Flow[list[dict[str, Any]]]:
         """$everything when the server has it, else a read and searches by ``patient=``."""

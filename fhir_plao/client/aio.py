@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar, Unpack
 
 import anyio
 import httpx
@@ -19,6 +19,7 @@ from fhir_plao.client._base import (
     PagedResultsBase,
     httpx_request,
 )
+from fhir_plao.client._case import PushSettings, outbound_of, pull_flow, push_flow
 from fhir_plao.client._core import (
     AuthLike,
     Emit,
@@ -40,6 +41,7 @@ from fhir_plao.client._core import (
 if TYPE_CHECKING:
     from fhir_plao.case import Case
     from fhir_plao.mapping import MappingResult
+    from fhir_plao.outbound import Outbound
 
 __all__ = ["AsyncFhirClient", "AsyncSearchResults"]
 
@@ -237,13 +239,14 @@ class AsyncFhirClient(ClientBase):
         """How many resources match (``_summary=count``)."""
         return await self._run(self._protocol.count(resource_type, params))
 
-    async def push(self, case: Case) -> PushResult:
-        """Send ``to_fhir(case)`` as one transaction; returns where each resource went."""
-        return await self._run(self._protocol.push(case))
+    async def push(self, case: Case | Outbound, **settings: Unpack[PushSettings]) -> PushResult:
+        """Send a case (mapped once, validated, split; see :class:`PushSettings`) or an Outbound;
+        a failure is raised traced to the case field, resource and element (``exc.locations``)."""
+        return await self._run(push_flow(self._protocol, outbound_of(case, **settings)))
 
     async def pull(self, patient_id: str) -> MappingResult:
         """Fetch the patient's resources and return ``from_fhir``'s case and unmapped report."""
-        return await self._run(self._protocol.pull(patient_id))
+        return await self._run(pull_flow(self._protocol, patient_id))
 
 
 class AsyncSearchResults(PagedResultsBase):

@@ -19,19 +19,10 @@ from fhir_plao.bulk import (
     PushSummary,
     case_digest,
     patient_key,
-    trace_element,
 )
 from fhir_plao.bulk._records import failure_from_error
 from fhir_plao.case import Case
-from fhir_plao.errors import (
-    MappingError,
-    OutcomeIssue,
-    ServerError,
-    TransportError,
-    ValidationError,
-)
-from fhir_plao.mapping import to_fhir
-from fhir_plao.validation import Issue
+from fhir_plao.errors import MappingError, ServerError, TransportError
 
 # --------------------------------------------------------------------------- journal
 
@@ -144,72 +135,26 @@ def entry_index(bundle: dict[str, Any], rtype: str, item_id: str) -> int:
     raise AssertionError(f"no {rtype} for {item_id}")
 
 
-def test_an_element_path_traces_back_to_the_case_item(example_case: Case) -> None:
-    bundle = to_fhir(example_case)
-    lab = example_case.labs[0]
-    i = entry_index(bundle, "Observation", lab.id)
-    assert trace_element(example_case, bundle, f"Bundle.entry[{i}].resource.valueQuantity") == (
-        "labs[0]"
+def test_a_traced_error_gives_its_locations_status_and_parts_to_the_dead_letter() -> None:
+    error = ServerError(422, "POST -> 422", hapi_code="HAPI-0450").traced(
+        [Location(field="labs[1].value", element="Observation.valueQuantity", message="bad")]
     )
-    assert trace_element(example_case, bundle, "Bundle.entry[0].resource.gender") == "patient"
-    assert trace_element(example_case, bundle, "Observation.value") is None
-    assert trace_element(example_case, bundle, "Bundle.entry[9999]") is None
+    error.parts, error.parts_applied = 3, 1
 
+    failure = failure_from_error(error)
 
-def test_a_derived_resource_traces_to_the_item_it_came_from(example_case: Case) -> None:
-    bundle = to_fhir(example_case)
-    scan = example_case.dxa_scans[0]
-    for i, entry in enumerate(bundle["entry"]):
-        values = [ident.get("value", "") for ident in entry["resource"].get("identifier", [])]
-        if any(f"/{scan.id}#" in v for v in values):
-            assert trace_element(example_case, bundle, f"Bundle.entry[{i}]") == "dxa_scans[0]"
-            break
-    else:
-        raise AssertionError("no resource derived from the DXA scan")
-
-
-def test_validation_failures_name_element_and_field(example_case: Case) -> None:
-    bundle = to_fhir(example_case)
-    i = entry_index(bundle, "Observation", example_case.labs[1].id)
-    error = ValidationError(
-        "invalid FHIR",
-        [
-            Issue("error", f"Bundle.entry[{i}].resource.valueQuantity.unit", "bad unit"),
-            Issue("warning", "Bundle.entry[0].resource", "just a warning"),
-        ],
-    )
-    failure = failure_from_error(error, case=example_case, bundle=bundle)
-    assert failure.stage == "validation"
-    assert failure.locations == (
-        Location("labs[1]", f"Bundle.entry[{i}].resource.valueQuantity.unit", "bad unit"),
-    )
-
-
-def test_server_failures_carry_status_and_the_outcome_expressions(example_case: Case) -> None:
-    bundle = to_fhir(example_case)
-    error = ServerError(
-        422,
-        "POST -> 422",
-        issues=[
-            OutcomeIssue("error", "invalid", "HAPI-0450: bad", ["Bundle.entry[0].resource.x"]),
-            OutcomeIssue("information", "informational", "fine"),
-        ],
-        hapi_code="HAPI-0450",
-    )
-    failure = failure_from_error(error, case=example_case, bundle=bundle)
     assert failure.as_json() == {
         "stage": "server",
-        "reason": "POST -> 422",
+        "reason": str(error),
         "locations": [
-            {
-                "field": "patient",
-                "element": "Bundle.entry[0].resource.x",
-                "message": "HAPI-0450: bad",
-            }
+            {"field": "labs[1].value", "element": "Observation.valueQuantity", "message": "bad"}
         ],
         "status": 422,
         "hapi_code": "HAPI-0450",
+        "parts_applied": 1,
+        "parts": 3,
     }
+    assert str(error).startswith("labs[1].value (Observation.valueQuantity): POST -> 422")
 
 
 def test_other_failures() -> None:

@@ -39,6 +39,7 @@ from fhir_plao.client import (
     UnexpectedResponse,
     Unprocessable,
 )
+from fhir_plao.outbound import prepare_fhir
 
 pytestmark = pytest.mark.anyio
 
@@ -902,7 +903,7 @@ async def test_push_maps_every_entry_to_its_server_id(make_fhir, router, stand_i
     )
     fhir = make_fhir()
 
-    result = await fhir.push(object())
+    result = await fhir.push(prepare_fhir([stand_in_mapping.bundle], validate=False)[0])
 
     ids = {key: str(server) for key, server in result.ids.items()}
     assert ids == {
@@ -927,7 +928,7 @@ async def test_push_refuses_a_non_r4_server_before_sending(make_fhir, router, st
     fhir = make_fhir()
 
     with pytest.raises(UnexpectedResponse, match=r"5\.0\.0 \(R5\)"):
-        await fhir.push(object())
+        await fhir.push(prepare_fhir([stand_in_mapping.bundle], validate=False)[0])
     assert tx.call_count == 0
 
 

@@ -352,13 +352,14 @@ def pull(
 def route_cli_through(monkeypatch: pytest.MonkeyPatch, transport: RecordingTransport) -> None:
     """Make the bulk CLI (``fhir-plao push`` of many cases, ``pull --all/--search``) send through
     ``transport``; everything else about its client stays as the CLI makes it."""
-    from fhir_plao.client import commands
+    from fhir_plao.cli import _server, pull, push
 
     def async_client(args: Any) -> AsyncFhirClient:
-        server, auth, timeout = commands._connection(args)
+        server, auth, timeout = _server.connection(args)
         return AsyncFhirClient(server, auth=auth, timeout=timeout, transport=transport)
 
-    monkeypatch.setattr(commands, "_async_client", async_client)
+    for module in (push, pull):
+        monkeypatch.setattr(module, "async_client", async_client)
 
 
 def search_order(url: str, criteria: str | None = None) -> list[str]:

@@ -53,7 +53,7 @@ from fhir_plao.case import Case, case_from_json, case_to_json
 from fhir_plao.cli import main
 from fhir_plao.client import AsyncFhirClient, FhirClient
 from fhir_plao.compare import case_differences
-from fhir_plao.errors import MappingError, ServerError, ValidationError
+from fhir_plao.errors import MappingError, ServerError
 from fhir_plao.mapping import to_fhir
 from fhir_plao.synth import synth_cases
 from fhir_plao.validation import Issue
@@ -347,20 +347,20 @@ def test_a_case_failing_validation_or_mapping_is_dead_lettered_and_never_sent(
     )
     from fhir_plao import mapping, validation
 
-    real_valid, real_to_fhir = validation.ensure_valid, mapping.to_fhir
+    real_validate, real_to_fhir = validation.validate, mapping.to_fhir
 
-    def ensure_valid(bundle: dict[str, Any]) -> list[Issue]:
+    def validate(bundle: dict[str, Any]) -> list[Issue]:
         if invalid.patient.identifier in jsonio.dumps(bundle):
             path = f"Bundle.entry[{lab_index}].resource.valueQuantity.code"
-            raise ValidationError("invalid FHIR", [Issue("error", path, "not a UCUM code")])
-        return real_valid(bundle)
+            return [Issue("error", path, "not a UCUM code")]
+        return real_validate(bundle)
 
     def to_fhir_(case: Case) -> dict[str, Any]:
         if case.patient.identifier == unmappable.patient.identifier:
             raise MappingError("no code for this finding", location="findings[0]")
         return real_to_fhir(case)
 
-    monkeypatch.setattr(validation, "ensure_valid", ensure_valid)
+    monkeypatch.setattr(validation, "validate", validate)
     monkeypatch.setattr(mapping, "to_fhir", to_fhir_)
     source = write_ndjson(tmp_path / "cases.ndjson", items)
     transport = RecordingTransport()
@@ -370,10 +370,13 @@ def test_a_case_failing_validation_or_mapping_is_dead_lettered_and_never_sent(
     assert (summary.created, summary.failed, summary.sent) == (2, 2, 2)
     by_line = {d["line"]: d for d in read_ndjson(tmp_path / "run.dead-letter.ndjson")}
     assert by_line[2]["stage"] == "validation"
+    lab = to_fhir(invalid)["entry"][lab_index]["resource"]
     assert by_line[2]["locations"] == [
         {
-            "field": "labs[0]",
-            "element": f"Bundle.entry[{lab_index}].resource.valueQuantity.code",
+            "field": "labs[0].unit",
+            "item": invalid.labs[0].id,
+            "resource": f"Observation/{lab['id']}",
+            "element": "Observation.valueQuantity.code",
             "message": "not a UCUM code",
         }
     ]
@@ -782,7 +785,7 @@ def test_cli_one_case_file_alone_keeps_the_one_case_output(
     out = capsys.readouterr().out
     entries = len(to_fhir(item)["entry"])
     assert "[201 Created]" in out
-    assert f"resources to {fhir_server_url}: {entries} created, 0 updated" in out
+    assert f"{entries} resources to {fhir_server_url} in 1 transaction(s): {entries} created" in out
     assert not (tmp_path / "case.journal.ndjson").exists()
 
 

@@ -139,9 +139,13 @@ def test_a_server_error_names_the_case_field_behind_the_failing_element(
     (dead,) = read_ndjson(tmp_path / "run.dead-letter.ndjson")
     assert dead["status"] == 422 and dead["hapi_code"] == "HAPI-0450"
     fields = [loc["field"] for loc in dead["locations"]]
-    assert fields[1] == "patient"
-    assert fields[0] is not None and fields[0] != "patient"  # the case item of that Observation
-    assert dead["locations"][0]["element"] == f"Bundle.entry[{index}].resource.code"
+    assert fields[1] == "patient.birth_date"
+    assert fields[0] == "pregnancies[0]"  # the case item of that Observation (the first one)
+    assert dead["locations"][0]["element"] == "Observation.code"
+    assert (
+        dead["locations"][0]["resource"]
+        == f"Observation/{bundle['entry'][index]['resource']['id']}"
+    )
 
 
 def opens_part(part: dict[str, Any]) -> Callable[[httpx.Request], bool]:
@@ -200,7 +204,7 @@ def test_a_refused_part_says_how_many_parts_were_applied_and_a_second_push_compl
     (dead,) = read_ndjson(tmp_path / "run.dead-letter.ndjson")
     assert (dead["parts_applied"], dead["parts"]) == (2, 13)
     assert (dead["stage"], dead["status"], dead["hapi_code"]) == ("server", 400, "HAPI-1094")
-    assert dead["locations"][0]["element"] == "Bundle.entry[0].resource.subject"
+    assert dead["locations"][0]["element"] == "Observation.subject"
     applied = [e["request"]["url"] for p in parts[:2] for e in p["entry"]]
     refused = [e["request"]["url"] for p in parts[2:] for e in p["entry"]]
     with FhirClient(fhir_server_url) as fhir:

@@ -11,12 +11,12 @@ HAPI only: SEKMET has no search cache.
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from own_server import own_hapi
 
 from fhir_plao.client import AsyncFhirClient, FhirClient
 
@@ -28,18 +28,10 @@ SYSTEM = "urn:plao:cache-test"
 
 @pytest.fixture(scope="module")
 def cached_hapi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    fhir_server = sys.modules["plao_fhir_server_script"]  # loaded by conftest.py
-    state = tmp_path_factory.mktemp("hapi-cached")
-    try:
-        handle = fhir_server.start(
-            0, state, server="hapi", fresh=True, options={"search-cache-millis": "60000"}
-        )
-    except fhir_server.ServerError as exc:
-        pytest.fail(f"could not start HAPI with its search cache on:\n{exc}", pytrace=False)
-    try:
-        yield str(handle.base_url)
-    finally:
-        fhir_server.stop(handle)
+    with own_hapi(
+        tmp_path_factory, "with its search cache on", {"search-cache-millis": "60000"}
+    ) as url:
+        yield url
 
 
 def _patient(n: int) -> dict[str, Any]:

@@ -117,4 +117,4 @@ def test_unusable_input_exits_2(
     assert main(["validate", str(path)]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.startswith("fhir-plao: error: ")
+    assert captured.err.startswith("fhir-plao validate: error: ")

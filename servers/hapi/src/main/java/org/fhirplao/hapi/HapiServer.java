@@ -93,6 +93,15 @@ public class HapiServer {
 	@Value("${fhirplao.search-cache-millis:}")
 	private String searchCacheMillis;
 
+	/**
+	 * Which client-assigned ids a PUT may create: ALPHANUMERIC (the default here: any id with a
+	 * letter, as our deterministic ids have), ANY, or NOT_ALLOWED (every id is the server's; a PUT
+	 * to an id it does not hold is refused, as on many production servers). A test starts a HAPI
+	 * with NOT_ALLOWED to push with server-assigned ids.
+	 */
+	@Value("${fhirplao.client-ids:ALPHANUMERIC}")
+	private String clientIds;
+
 	@Bean
 	public JpaStorageSettings jpaStorageSettings() {
 		JpaStorageSettings settings = new JpaStorageSettings();
@@ -107,7 +116,11 @@ public class HapiServer {
 		settings.setHibernateSearchIndexSearchParams(false);
 		settings.setAdvancedHSearchIndexing(false);
 		settings.setLastNEnabled(false);
-		settings.setResourceClientIdStrategy(JpaStorageSettings.ClientIdStrategyEnum.ALPHANUMERIC);
+		settings.setResourceClientIdStrategy(
+				JpaStorageSettings.ClientIdStrategyEnum.valueOf(clientIds.trim().toUpperCase()));
+		if (settings.getResourceClientIdStrategy() == JpaStorageSettings.ClientIdStrategyEnum.NOT_ALLOWED) {
+			settings.setResourceServerIdStrategy(JpaStorageSettings.IdStrategyEnum.SEQUENTIAL_NUMERIC);
+		}
 		return settings;
 	}
 

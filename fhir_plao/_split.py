@@ -12,9 +12,12 @@ The approach:
    "this entry depends on that one".
 2. Our Bundles write each resource with ``PUT Type/id`` (a client-chosen, deterministic id), so
    such a target has a name outside the Bundle too: a reference to it from another part is
-   rewritten from ``urn:uuid:X`` to ``Type/id``. A target without one (a ``POST``, or a
-   conditional ``PUT Type?criteria``) only gets its id from the server, so every entry that
-   refers to it is kept in its part (the edge counts both ways).
+   rewritten from ``urn:uuid:X`` to ``Type/id``. With server-assigned ids each resource is a
+   conditional ``PUT Type?identifier=SYSTEM|VALUE`` (one identifier: at most one match), and a
+   reference from another part becomes that conditional reference, which the server resolves
+   to the one resource it matches (R4 transactions, "conditional references"). A target without
+   either name (a ``POST``, or a ``PUT`` on other criteria) only gets its id from the server, so
+   every entry that refers to it is kept in its part (the edge counts both ways).
 3. Entries that depend on each other in a cycle (or through such a kept edge) form one
    strongly connected group that is never cut. The groups are placed in dependency order --
    whatever an entry refers to goes in an earlier part or the same one -- because a server that
@@ -47,6 +50,7 @@ DEFAULT_MAX_ENTRIES = 500
 DEFAULT_MAX_BYTES = 8 * 1024 * 1024
 
 _PLAIN_REF = re.compile(r"^([A-Z][A-Za-z]{1,63})/([A-Za-z0-9\-.]{1,64})$")
+_IDENTIFIER_URL = re.compile(r"^([A-Z][A-Za-z]{1,63})\?identifier=[^&]+$")
 
 
 def split_transaction(
@@ -92,9 +96,10 @@ def split_transaction(
         if not _within(len(group), envelope + group_bytes, max_entries, max_bytes):
             raise InputError(
                 f"cannot split the transaction: entries {_names(entries, group)} refer to each "
-                f"other (a reference cycle, or references to an entry without a client id) and "
-                f"together need {len(group)} entries / {envelope + group_bytes} bytes, over "
-                f"max_entries={max_entries} / max_bytes={max_bytes}"
+                f"other (a reference cycle, or references to an entry without a name outside "
+                f"the Bundle) and together need {len(group)} entries / "
+                f"{envelope + group_bytes} bytes, over max_entries={max_entries} / "
+                f"max_bytes={max_bytes}"
             )
         if current and not _within(
             len(current) + len(group), current_bytes + group_bytes, max_entries, max_bytes
@@ -244,7 +249,8 @@ class _ReferenceGraph:
 
 
 def _plain_name(entry: Mapping[str, Any]) -> str | None:
-    """``Type/id`` when the entry is a PUT to a client id matching its resource, else None."""
+    """``Type/id`` when the entry is a PUT to a client id matching its resource; the URL of a
+    conditional PUT on one identifier (a conditional reference finds it); else None."""
     request = entry.get("request")
     resource = entry.get("resource")
     if not isinstance(request, dict) or not isinstance(resource, dict):
@@ -252,7 +258,12 @@ def _plain_name(entry: Mapping[str, Any]) -> str | None:
     if str(request.get("method", "")).upper() != "PUT":
         return None
     url = request.get("url")
-    match = _PLAIN_REF.match(url.strip("/")) if isinstance(url, str) else None
+    if not isinstance(url, str):
+        return None
+    conditional = _IDENTIFIER_URL.match(url.strip("/"))
+    if conditional is not None and resource.get("resourceType") == conditional.group(1):
+        return url.strip("/")
+    match = _PLAIN_REF.match(url.strip("/"))
     if match is None:
         return None
     rtype, rid = match.groups()

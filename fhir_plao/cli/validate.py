@@ -1,31 +1,31 @@
-"""``fhir-plao validate FILE``: validate a resource, a Bundle or NDJSON and print the issues.
+"""``validate``: a resource, a Bundle or NDJSON checked against R4 and the PLAO profiles.
 
 Output: one issue a line, ``severity path: message`` (NDJSON: ``severity line N path: message``),
-then a summary line. Exit 0 when there is no error (warnings allowed), 1 on any error, 2 when the
-input cannot be read or is not FHIR JSON / NDJSON (``InputError``, turned into 2 by the CLI).
+then a summary line; ``--format json`` prints a FHIR ``OperationOutcome`` instead. Exit 0 when
+there is no error (warnings allowed), 1 on any error, 2 when the input cannot be read or is not
+FHIR JSON / NDJSON, or the HAPI engine cannot run.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 from typing import Any
 
-from fhir_plao import jsonio
-from fhir_plao.errors import InputError
+from fhir_plao.cli._exit import ExitCode
+from fhir_plao.cli._io import print_json, read_bytes, say, where
 
-__all__ = ["add_validate_command", "run_validate"]
+__all__ = ["register"]
 
 
-def add_validate_command(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    parser = sub.add_parser(
         "validate",
+        parents=[common],
         help="validate a FHIR resource, Bundle or NDJSON against R4 and the PLAO profiles",
         description="Validate FHIR R4 JSON -- a resource, a Bundle, or NDJSON (one resource a "
         "line) -- against base R4 and the fhir-plao profiles its meta.profile names. Prints one "
-        "issue a line (severity path: message) and a summary; exits 1 on any error, 2 when the "
-        "input cannot be read.",
+        "issue a line (severity path: message) and a summary, or with --format json an "
+        "OperationOutcome.",
     )
     parser.add_argument("file", help="input file, or - for standard input")
     parser.add_argument(
@@ -41,9 +41,9 @@ def add_validate_command(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--format",
-        choices=("text", "outcome"),
+        choices=("text", "json", "outcome"),
         default="text",
-        help="text (default): one issue a line; outcome: a FHIR OperationOutcome as JSON",
+        help="text (default): one issue a line; json (or outcome): a FHIR OperationOutcome",
     )
     parser.set_defaults(func=run_validate)
 
@@ -56,16 +56,8 @@ def run_validate(args: argparse.Namespace) -> int:
         validate_parsed,
     )
 
-    if args.file == "-":
-        raw = sys.stdin.buffer.read()
-        source = "<stdin>"
-    else:
-        try:
-            raw = Path(args.file).read_bytes()
-        except OSError as exc:
-            raise InputError(f"cannot read: {exc.strerror}", location=args.file) from None
-        source = args.file
-    docs = read_documents(raw, source=source)  # parsed once, for either engine
+    source = where(args.file)
+    docs = read_documents(read_bytes(args.file), source=source)  # parsed once, for either engine
     if args.engine == "hapi":
         from fhir_plao._validation.hapi import validate_with_hapi
 
@@ -74,17 +66,16 @@ def run_validate(args: argparse.Namespace) -> int:
         issues = validate_parsed(docs)
     errors = sum(1 for i in issues if i.severity == "error")
     warnings = sum(1 for i in issues if i.severity == "warning")
-    if args.format == "outcome":
-        sys.stdout.write(jsonio.dumps(issues_to_operation_outcome(issues), indent=2) + "\n")
+    if args.format in ("json", "outcome"):
+        print_json(issues_to_operation_outcome(issues))
     else:
         for issue in issues:
             if args.errors_only and issue.severity != "error":
                 continue
-            print(issue)
-        resources = count_resources(docs)
+            say(str(issue))
         verdict = "invalid" if errors else "valid"
-        print(
+        say(
             f"{source}: {verdict}: {errors} error(s), {warnings} warning(s) "
-            f"in {resources} resource(s)"
+            f"in {count_resources(docs)} resource(s)"
         )
-    return 1 if errors else 0
+    return ExitCode.PROBLEM if errors else ExitCode.OK
