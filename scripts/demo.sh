@@ -2,7 +2,8 @@
 # End-to-end demo against a real FHIR R4 server on 127.0.0.1 with a fresh database: SEKMET by
 # default, HAPI FHIR with SERVER=hapi (`make demo SERVER=hapi`):
 #   convert the example case to a transaction Bundle, validate it, push the case to the server,
-#   pull it back by patient id and compare it with the original ("round-trip verdict: identical").
+#   pull it back by patient id and compare it with the original ("round-trip verdict: identical"),
+#   and draw its T- and Z-scores straight from the server (out/bmd.svg).
 # The server is always stopped at the end; the script exits non-zero if any step failed.
 # Run it with `make demo` (which installs the project venv and the server first).
 set -euo pipefail
@@ -57,30 +58,23 @@ else
     step "skipping validation: this fhir-plao has no 'validate' subcommand"
 fi
 
-step "fhir-plao push $CASE --server $URL"
-"$CLI" push "$CASE" --server "$URL" | tee "$OUT/push.txt"
+step "fhir-plao push $CASE --server $URL --format json > $OUT/push.json"
+"$CLI" push "$CASE" --server "$URL" --format json > "$OUT/push.json"
 
-# The patient's server id: as printed by push ("Patient/<id>"), else from the bundle's Patient
-# entry when it is written with a client id (request.url "Patient/<id>").
-PATIENT_ID="$("$PY" - "$OUT/push.txt" "$OUT/plao-bundle.json" <<'EOF'
-import json, re, sys
+# The patient's server id, and a line for people, from push's JSON result.
+PATIENT_ID="$("$PY" - "$OUT/push.json" <<'EOF'
+import json, sys
 
-ID = r"[A-Za-z0-9\-.]{1,64}"
-text = open(sys.argv[1], encoding="utf-8").read()
-m = re.search(rf"\bPatient/({ID})\b", text)
-if m:
-    print(m.group(1))
-    sys.exit(0)
-bundle = json.load(open(sys.argv[2], encoding="utf-8"))
-for entry in bundle.get("entry", []):
-    if (entry.get("resource") or {}).get("resourceType") != "Patient":
-        continue
-    url = (entry.get("request") or {}).get("url", "")
-    m = re.fullmatch(rf"Patient/({ID})", url)
-    if m:
-        print(m.group(1))
-        sys.exit(0)
-sys.exit("demo: no patient id in push's output nor in the bundle's Patient entry")
+result = json.load(open(sys.argv[1], encoding="utf-8"))
+print(
+    f"pushed {result['resources']} resources in {result['transactions']} transaction(s): "
+    f"{result['created']} created, {result['updated']} updated",
+    file=sys.stderr,
+)
+patient = next((e for e in result["entries"] if e.get("field") == "patient"), None)
+if patient is None or "server_id" not in patient:
+    sys.exit("demo: push's result names no server id for the patient")
+print(patient["server_id"].split("/", 1)[1])
 EOF
 )"
 echo "patient id: $PATIENT_ID" >&2
@@ -92,3 +86,6 @@ grep -q "round-trip verdict: identical" "$OUT/pull.txt" || {
     echo "demo: pull did not report 'round-trip verdict: identical'" >&2
     exit 1
 }
+
+step "fhir-plao plot --server $URL --patient $PATIENT_ID -o $OUT/bmd.svg"
+"$CLI" plot --server "$URL" --patient "$PATIENT_ID" -o "$OUT/bmd.svg"

@@ -26,10 +26,10 @@ import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any
 
 from fhir_plao import jsonio
+from fhir_plao._closing import Closing
 from fhir_plao._validation.conformance import DATA_FILE
 from fhir_plao._validation.issues import Issue, Severity
 from fhir_plao.errors import ValidatorUnavailable
@@ -165,7 +165,7 @@ def _write_profiles(profiles: Path, folder: Path) -> None:
         (folder / name).write_text(jsonio.dumps(resource), encoding="utf-8")
 
 
-class HapiValidator:
+class HapiValidator(Closing):
     """One running HAPI validator process; validate documents one after another.
 
     Use as a context manager (the process is stopped on exit). Not thread-safe: one document
@@ -178,17 +178,8 @@ class HapiValidator:
         self._process: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
 
-    def __enter__(self) -> HapiValidator:
+    def _open(self) -> None:
         self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def start(self) -> None:
         if self._process is not None:

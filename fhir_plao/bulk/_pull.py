@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +22,8 @@ import anyio
 import anyio.abc
 
 from fhir_plao.bulk._progress import Progress, PullSummary
-from fhir_plao.bulk._push import _single_exception
 from fhir_plao.bulk._records import DeadLetter, Failure, failure_from_error
+from fhir_plao.bulk._run import BulkRun
 from fhir_plao.errors import FhirError, InputError
 
 if TYPE_CHECKING:
@@ -132,7 +131,7 @@ def _each_warning_once() -> Iterator[None]:
         client_log.removeFilter(once)
 
 
-class _BulkPull:
+class _BulkPull(BulkRun[tuple[int, str], PatientResult, PullSummary]):
     def __init__(
         self,
         client: AsyncFhirClient,
@@ -142,76 +141,64 @@ class _BulkPull:
         progress: Progress | None,
         on_result: Callable[[PatientResult], None] | None,
     ) -> None:
-        self.client = client
+        super().__init__(
+            client, options.concurrency, dead_letter, PullSummary(), progress, on_result
+        )
         self.write = write
         self.options = options
-        self.dead_letter = dead_letter
-        self.progress = progress
-        self.on_result = on_result
-        self.summary = PullSummary()
         self._window = anyio.Semaphore(2 * options.concurrency)
         self._ready: dict[int, str | None] = {}  # finished out of order: seq -> line (None: failed)
         self._next = 0
 
     async def run(self, query: str) -> PullSummary:
-        started = time.perf_counter()
-        send, receive = anyio.create_memory_object_stream[tuple[int, str]](self.options.concurrency)
         results = self.client.search("Patient", query)
-        try:
-            with _single_exception():
-                async with anyio.create_task_group() as group:
-                    for _ in range(self.options.concurrency):
-                        group.start_soon(self._worker, receive.clone())
-                    receive.close()
-                    async with send:
-                        seen: set[str] = set()
-                        patients = aiter(results)
-                        try:
-                            async for patient in patients:
-                                pid = patient.get("id")
-                                if patient.get("resourceType") != "Patient" or not isinstance(
-                                    pid, str
-                                ):
-                                    continue  # an _include'd resource, or no id to pull by
-                                if pid in seen:
-                                    continue  # offset paging can show a patient twice
-                                seen.add(pid)
-                                if self.progress is not None:
-                                    self.progress.total = results.total
-                                await self._window.acquire()
-                                await send.send((self.summary.found, pid))
-                                self.summary.found += 1
-                        finally:
-                            aclose = getattr(patients, "aclose", None)
-                            if aclose is not None:
-                                await aclose()
-            # offset paging lists a patient twice, and skips another, when a patient already
-            # read is written during the search: fewer distinct patients than the total says so
-            missed = results.total is not None and self.summary.found < results.total
-            self.summary.incomplete = results.truncated or missed
-        finally:
-            self.summary.seconds = time.perf_counter() - started
-            if self.progress is not None:
-                self._show_progress(force=True)
-                self.progress.finish()
+
+        async def feed(send: anyio.abc.ObjectSendStream[tuple[int, str]]) -> None:
+            seen: set[str] = set()
+            patients = aiter(results)
+            try:
+                async for patient in patients:
+                    pid = patient.get("id")
+                    if patient.get("resourceType") != "Patient" or not isinstance(pid, str):
+                        continue  # an _include'd resource, or no id to pull by
+                    if pid in seen:
+                        continue  # offset paging can show a patient twice
+                    seen.add(pid)
+                    if self.progress is not None:
+                        self.progress.total = results.total
+                    await self._window.acquire()
+                    await send.send((self.summary.found, pid))
+                    self.summary.found += 1
+            finally:
+                aclose = getattr(patients, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+
+        await self.pool(feed, self._work)
+        # offset paging lists a patient twice, and skips another, when a patient already
+        # read is written during the search: fewer distinct patients than the total says so
+        missed = results.total is not None and self.summary.found < results.total
+        self.summary.incomplete = results.truncated or missed
         return self.summary
 
-    async def _worker(self, receive: anyio.abc.ObjectReceiveStream[tuple[int, str]]) -> None:
+    def finished(self) -> int:
+        return self.summary.written + self.summary.failed
+
+    async def _work(self, item: tuple[int, str]) -> None:
         from fhir_plao.case import case_to_json
 
-        async with receive:
-            async for seq, pid in receive:
-                try:
-                    result = await self.client.pull(pid)
-                    line = case_to_json(result.case, indent=None)
-                except FhirError as exc:
-                    self._failed(seq, pid, failure_from_error(exc))
-                    continue
-                self._done(seq, line)
-                unmapped = tuple(result.unmapped)
-                if unmapped:
-                    self.summary.unmapped += 1
-                self._report(PatientResult(pid, "written", unmapped))
+        seq, pid = item
+        try:
+            result = await self.client.pull(pid)
+            line = case_to_json(result.case, indent=None)
+        except FhirError as exc:
+            self._failed(seq, pid, failure_from_error(exc))
+            return
+        self._done(seq, line)
+        unmapped = tuple(result.unmapped)
+        if unmapped:
+            self.summary.unmapped += 1
+        self.report(PatientResult(pid, "written", unmapped))
 
     def _failed(self, seq: int, pid: str, failure: Failure) -> None:
         self.dead_letter.write(
@@ -220,7 +207,7 @@ class _BulkPull:
         self.summary.failed += 1
         log.info("Patient/%s: failed (%s): %s", pid, failure.stage, failure.reason)
         self._done(seq, None)
-        self._report(PatientResult(pid, "failed", failure=failure))
+        self.report(PatientResult(pid, "failed", failure=failure))
 
     def _done(self, seq: int, line: str | None) -> None:
         """Write what is next in search order; keep what finished early until its turn."""
@@ -232,13 +219,3 @@ class _BulkPull:
                 self.summary.written += 1
             self._next += 1
             self._window.release()
-
-    def _report(self, result: PatientResult) -> None:
-        self._show_progress()
-        if self.on_result is not None:
-            self.on_result(result)
-
-    def _show_progress(self, *, force: bool = False) -> None:
-        if self.progress is not None:
-            s = self.summary
-            self.progress.update(s.written + s.failed, s.failed, force=force)

@@ -22,10 +22,8 @@ The pipeline (one event loop, one pooled :class:`~fhir_plao.client.AsyncFhirClie
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -47,6 +45,7 @@ from fhir_plao.bulk._records import (
     failure_from_error,
     patient_key,
 )
+from fhir_plao.bulk._run import BulkRun
 from fhir_plao.bulk._sources import CaseSource
 from fhir_plao.errors import FhirError, InputError, ValidationError
 from fhir_plao.outbound import ID_MODES, LIMITS, IdMode
@@ -158,7 +157,7 @@ class _Rejected(Exception):
         self.failure = failure
 
 
-class _BulkPush:
+class _BulkPush(BulkRun[_Job, CaseResult, PushSummary]):
     def __init__(
         self,
         client: AsyncFhirClient,
@@ -168,36 +167,26 @@ class _BulkPush:
         progress: Progress | None,
         on_result: Callable[[CaseResult], None] | None,
     ) -> None:
-        self.client = client
+        super().__init__(
+            client, options.concurrency, dead_letter, PushSummary(), progress, on_result
+        )
         self.options = options
         self.journal = journal
-        self.dead_letter = dead_letter
-        self.progress = progress
-        self.on_result = on_result
-        self.summary = PushSummary()
         self._last_of_patient: dict[str, anyio.Event] = {}
         self._cpu = anyio.CapacityLimiter(1)
 
     async def run(self, sources: Iterable[CaseSource]) -> PushSummary:
-        started = time.perf_counter()
-        send, receive = anyio.create_memory_object_stream[_Job](self.options.concurrency)
-        try:
-            with _single_exception():
-                async with anyio.create_task_group() as group:
-                    for _ in range(self.options.concurrency):
-                        group.start_soon(self._worker, receive.clone())
-                    receive.close()
-                    async with send:
-                        for source in sources:
-                            job = self._admit(source)
-                            if job is not None:
-                                await send.send(job)
-        finally:
-            self.summary.seconds = time.perf_counter() - started
-            if self.progress is not None:
-                self._show_progress(force=True)
-                self.progress.finish()
-        return self.summary
+        async def feed(send: anyio.abc.ObjectSendStream[_Job]) -> None:
+            for source in sources:
+                job = self._admit(source)
+                if job is not None:
+                    await send.send(job)
+
+        return await self.pool(feed, self._work)
+
+    def finished(self) -> int:
+        s = self.summary
+        return s.confirmed + s.failed + s.skipped
 
     # ----------------------------------------------------------------- reading (event loop)
 
@@ -226,7 +215,7 @@ class _BulkPush:
         digest = case_digest(case)
         if self.options.resume and self.journal.confirmed(patient, digest):
             self.summary.skipped += 1
-            self._report(CaseResult(origin.key, patient, "skipped"))
+            self.report(CaseResult(origin.key, patient, "skipped"))
             return None
         done = anyio.Event()
         after = self._last_of_patient.get(patient)
@@ -235,15 +224,13 @@ class _BulkPush:
 
     # ----------------------------------------------------------------- sending
 
-    async def _worker(self, receive: anyio.abc.ObjectReceiveStream[_Job]) -> None:
-        async with receive:
-            async for job in receive:
-                try:
-                    await self._push(job)
-                finally:
-                    job.done.set()
-                    if self._last_of_patient.get(job.patient) is job.done:
-                        del self._last_of_patient[job.patient]
+    async def _work(self, job: _Job) -> None:
+        try:
+            await self._push(job)
+        finally:
+            job.done.set()
+            if self._last_of_patient.get(job.patient) is job.done:
+                del self._last_of_patient[job.patient]
 
     async def _push(self, job: _Job) -> None:
         if job.after is not None:
@@ -285,7 +272,7 @@ class _BulkPush:
         self.summary.resources_created += created
         self.summary.resources_updated += updated
         log.debug("%s: %d created, %d updated", job.origin.key, created, updated)
-        self._report(
+        self.report(
             CaseResult(
                 job.origin.key,
                 job.patient,
@@ -349,17 +336,7 @@ class _BulkPush:
         self.dead_letter.write(record)
         self.summary.failed += 1
         log.info("%s: failed (%s): %s", origin.key, failure.stage, failure.reason)
-        self._report(CaseResult(origin.key, patient, "failed", failure=failure))
-
-    def _report(self, result: CaseResult) -> None:
-        self._show_progress()
-        if self.on_result is not None:
-            self.on_result(result)
-
-    def _show_progress(self, *, force: bool = False) -> None:
-        if self.progress is not None:
-            s = self.summary
-            self.progress.update(s.confirmed + s.failed + s.skipped, s.failed, force=force)
+        self.report(CaseResult(origin.key, patient, "failed", failure=failure))
 
 
 def _parse_case(data: Any, source: CaseSource) -> Case:
@@ -409,15 +386,3 @@ def _patient_of(data: Any) -> str | None:
 def _text(raw: bytes) -> str:
     text = raw.decode("utf-8", errors="replace").strip()
     return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "…"
-
-
-@contextlib.contextmanager
-def _single_exception() -> Iterator[None]:
-    """Raise a task group's lone exception as itself, not wrapped in an exception group."""
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        exc: BaseException = group
-        while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-            exc = exc.exceptions[0]
-        raise exc from None

@@ -40,10 +40,10 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, TextIO, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeAlias
 
 from fhir_plao import jsonio
+from fhir_plao._closing import Closing
 from fhir_plao.errors import (
     FhirError,
     InputError,
@@ -115,7 +115,7 @@ def case_digest(case: Case) -> str:
 # --------------------------------------------------------------------------- journal
 
 
-class Journal:
+class Journal(Closing):
     """The cases the server confirmed. ``resume=False`` starts it afresh (an existing file is
     emptied); ``resume=True`` reads it and appends."""
 
@@ -191,22 +191,11 @@ class Journal:
     def close(self) -> None:
         self._handle.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 # --------------------------------------------------------------------------- dead letters
 
 
-class DeadLetter:
+class DeadLetter(Closing):
     """The failures of this run. A file left by an earlier run is removed when the run starts
     (cases that failed then are tried again now); the file is made at the first failure, so
     its presence after a run means something failed."""
@@ -238,17 +227,6 @@ class DeadLetter:
     def close(self) -> None:
         if self._handle is not None:
             self._handle.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 # --------------------------------------------------------------------------- failures

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 import httpx
 
+from fhir_plao._closing import Closing
 from fhir_plao.client._base import (
     DEFAULT_TIMEOUT,
     ClientBase,
@@ -48,7 +48,7 @@ __all__ = ["FhirClient", "SearchResults"]
 T = TypeVar("T")
 
 
-class FhirClient(ClientBase):
+class FhirClient(ClientBase, Closing):
     """A FHIR R4 REST client (blocking). Use it as a context manager, or call :meth:`close`.
 
     ``timeout``: a :class:`Timeout` (connect and read apart) or seconds for both; ``retry``: a
@@ -96,17 +96,6 @@ class FhirClient(ClientBase):
         """Close the connection pool (unless it was handed in with ``client=``)."""
         if self._owns_http:
             self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # ----------------------------------------------------------------- I/O only
 

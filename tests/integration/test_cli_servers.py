@@ -9,6 +9,7 @@ conditional update keyed on it matches two resources and the server refuses the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -292,3 +293,24 @@ def test_resources_from_another_system_as_ndjson_are_pushed_in_one_transaction(
         stored = fhir.read("Observation", "ext-o1")
     assert stored["subject"]["reference"] == "Patient/ext-p1"
     assert ITEM_SYSTEM not in jsonio.dumps(stored)  # sent as the source wrote it
+
+
+def test_plot_straight_from_the_server(
+    fresh_fhir_server_url: str, example_case: Case, tmp_path: Path
+) -> None:
+    with FhirClient(fresh_fhir_server_url) as fhir:
+        patient = fhir.push(example_case).entries[0].server
+    assert patient is not None
+    picture = tmp_path / "bmd.svg"
+
+    argv = ["plot", "--server", fresh_fhir_server_url, "--patient", patient.id]
+    assert main([*argv, "-o", str(picture)]) == 0
+
+    svg = picture.read_text()
+    assert (
+        sum(
+            body.count("<use")
+            for body in re.findall(r'<g id="scores-[TZ]-\d">(.*?)</g>', svg, flags=re.S)
+        )
+        == 12
+    )
