@@ -162,6 +162,28 @@ class Outbound:
         text = first.diagnostics if first is not None and first.diagnostics else status
         return _located(origin, element, self._mask(_cut(text)), self.case)
 
+    def ours(self, resource: Mapping[str, Any]) -> str | None:
+        """The item identifier of a resource this adapter wrote for this case's patient (in
+        any push, this one or an earlier one), else None: resources other systems wrote have
+        no identifier in our item system under this patient."""
+        from fhir_plao.mapping._fhir import ITEM_SYSTEM
+
+        if self.case is None:
+            return None
+        prefix = f"{self.case.patient.identifier}/"
+        for identifier in resource.get("identifier") or ():
+            if not isinstance(identifier, Mapping) or identifier.get("system") != ITEM_SYSTEM:
+                continue
+            value = identifier.get("value")
+            if isinstance(value, str) and value.startswith(prefix):
+                return value
+        return None
+
+    @property
+    def keys(self) -> frozenset[str]:
+        """The item identifiers of everything this outbound writes."""
+        return frozenset(o.key for part in self.parts for o in part.origins if o.key)
+
     def _mask(self, text: str) -> str:
         for value in self.masked:
             if value:

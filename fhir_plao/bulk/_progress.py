@@ -117,6 +117,7 @@ class PushSummary:
     failed: int = 0
     resources_created: int = 0
     resources_updated: int = 0
+    resources_pruned: int = 0
     transactions: int = 0
     seconds: float = 0.0
 
@@ -134,7 +135,9 @@ class PushSummary:
             f"cases: {self.read} read, {self.sent} sent, {self.created} created, "
             f"{self.updated} updated, {self.failed} failed, {self.skipped} skipped "
             f"(already confirmed); resources: {self.resources_created} created, "
-            f"{self.resources_updated} updated; {self.transactions} transaction(s) "
+            f"{self.resources_updated} updated"
+            + (f", {self.resources_pruned} pruned" if self.resources_pruned else "")
+            + f"; {self.transactions} transaction(s) "
             f"in {self.seconds:.2f} s{rate}"
         )
 

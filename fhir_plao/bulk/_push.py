@@ -70,7 +70,8 @@ class PushOptions:
     each transaction (None: no bound); ``validate`` checks each Bundle against R4 and the
     profiles before sending (a case that fails is not sent); ``ids``: ``client`` (our
     deterministic ids) or ``server`` (conditional updates on our identifiers; see
-    :mod:`fhir_plao.outbound`).
+    :mod:`fhir_plao.outbound`); ``prune``: after each case, delete the patient's resources an
+    earlier push wrote and the case no longer has.
     """
 
     journal: Path
@@ -81,6 +82,7 @@ class PushOptions:
     validate: bool = True
     resume: bool = False
     ids: IdMode = "client"
+    prune: bool = False
 
     def __post_init__(self) -> None:
         if self.ids not in ID_MODES:
@@ -242,12 +244,13 @@ class _BulkPush(BulkRun[_Job, CaseResult, PushSummary]):
             return
         self.summary.sent += 1
         try:
-            result = await self.client.push(outbound)
+            result = await self.client.push(outbound, prune=self.options.prune)
         except FhirError as exc:
             self.summary.transactions += (exc.parts_applied or 0) + 1
             self._failed(job.origin, job.patient, failure_from_error(exc), case=job.case)
             return
         self.summary.transactions += result.parts
+        self.summary.resources_pruned += len(result.pruned)
         created = result.created
         updated = result.updated
         patient_created = next(

@@ -93,6 +93,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "servers that refuse client-assigned ids",
     )
     push.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete the patient's resources that an earlier push of this case wrote and the "
+        "case no longer has (found by our item identifier; never another system's); without "
+        "it, a one-case push says how many remain",
+    )
+    push.add_argument(
         "--dry-run",
         action="store_true",
         help="do everything but send (no server is contacted); print the transaction(s)",
@@ -163,7 +170,8 @@ def run_push(args: argparse.Namespace) -> int:
         server = fhir.base_url
         for outbound in outbounds:
             try:
-                results.append(fhir.push(outbound))
+                leftovers = outbound.case is not None
+                results.append(fhir.push(outbound, prune=args.prune, look_for_leftovers=leftovers))
             except FhirError as exc:
                 if args.ids == "client" and _refuses_client_ids(exc) and exc.args:
                     hint = "(this server assigns its own ids: push with --ids server)"
@@ -305,6 +313,8 @@ def _report(args: argparse.Namespace, server: str, results: Sequence[PushResult]
     updated = sum(r.updated for r in results)
     failed = [entry for entry in entries if entry.failed]
     parts = sum(r.parts for r in results)
+    left = [ref for r in results for ref in (r.left_behind or ())]
+    pruned = [ref for r in results for ref in r.pruned]
     if args.format == "json":
         print_json(
             {
@@ -315,6 +325,8 @@ def _report(args: argparse.Namespace, server: str, results: Sequence[PushResult]
                 "created": created,
                 "updated": updated,
                 "failed": len(failed),
+                "left_behind": left,
+                "pruned": pruned,
                 "entries": [entry.as_json() for entry in entries],
             }
         )
@@ -329,6 +341,13 @@ def _report(args: argparse.Namespace, server: str, results: Sequence[PushResult]
             f"pushed {len(entries)} resources to {server} in {parts} transaction(s): "
             f"{created} created, {updated} updated" + (f", {len(failed)} failed" if failed else "")
         )
+        if pruned:
+            say(f"pruned {len(pruned)} resource(s) of an earlier push that the case no longer has")
+        if left:
+            say(
+                f"{len(left)} resource(s) of an earlier push that the case no longer has remain "
+                f"on the server (push --prune deletes them): " + ", ".join(left[:10])
+            )
     unresolved = [e.local for r in results for e in r.entries if e.server is None and not e.failed]
     if unresolved:
         print(
@@ -372,6 +391,7 @@ def _bulk(args: argparse.Namespace, sources: CaseInput | list[CaseSource]) -> in
         validate=args.validate,
         resume=bool(args.resume),
         ids=args.ids,
+        prune=args.prune,
         **{k: v for k, v in _prepare_options(args).items() if k.startswith("max_")},
     )
     if progress.enabled:

@@ -11,6 +11,7 @@ with what was sent, and every failure traced to the case by the outbound before 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from fhir_plao._split import DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from fhir_plao.mapping import MappingResult
     from fhir_plao.outbound import IdMode, Origin, Outbound
 
-__all__ = ["PushSettings", "outbound_of", "pull_flow", "push_flow"]
+__all__ = ["PushSettings", "leftovers_flow", "outbound_of", "pull_flow", "push_case", "push_flow"]
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +43,31 @@ class PushSettings(TypedDict, total=False):
     raises :class:`~fhir_plao.errors.ValidationError`, traced; nothing is sent). ``ids``:
     ``"client"`` (default, ``PUT Type/plao-...``) or ``"server"`` (conditional updates on our
     identifiers, for servers that assign their own ids). ``max_entries`` / ``max_bytes``: the
-    limits of one transaction (defaults 500 entries, 8 MiB; None: no limit).
+    limits of one transaction (defaults 500 entries, 8 MiB; None: no limit). ``prune``: delete
+    the resources of this patient that an earlier push wrote and the case no longer has (found
+    by our item identifier, never another system's); ``look_for_leftovers``: only count them
+    (``PushResult.left_behind``).
     """
 
     validate: bool
     ids: IdMode
     max_entries: int | None
     max_bytes: int | None
+    prune: bool
+    look_for_leftovers: bool
+
+
+def push_case(
+    protocol: FhirProtocol, what: Case | Outbound, **settings: Unpack[PushSettings]
+) -> Flow[PushResult]:
+    """Prepare (unless prepared), send, and look for or prune what the case no longer has."""
+    outbound = outbound_of(what, **settings)
+    result = yield from push_flow(protocol, outbound)
+    if settings.get("prune") or settings.get("look_for_leftovers"):
+        result = yield from leftovers_flow(
+            protocol, outbound, result, prune=bool(settings.get("prune"))
+        )
+    return result
 
 
 def outbound_of(what: Case | Outbound, **settings: Unpack[PushSettings]) -> Outbound:
@@ -127,6 +146,37 @@ def _annotated(
         resource=origin.resource,
         problem=problem,
     )
+
+
+def leftovers_flow(
+    protocol: FhirProtocol, outbound: Outbound, result: PushResult, *, prune: bool
+) -> Flow[PushResult]:
+    """The patient's resources on the server that this adapter wrote earlier (our item
+    identifier under this patient) and the pushed case no longer has; deleted in one
+    transaction when ``prune``. Resources other systems wrote are never touched."""
+    patient = next((e.server for e in result.entries if e.field == "patient"), None)
+    if outbound.case is None or patient is None:
+        return result
+    resources = yield from protocol.patient_resources(patient.id)
+    keep = outbound.keys
+    stale = [
+        f"{r['resourceType']}/{r['id']}"
+        for r in resources
+        if r.get("resourceType") != "Patient"
+        and isinstance(r.get("id"), str)
+        and (key := outbound.ours(r)) is not None
+        and key not in keep
+    ]
+    if not prune or not stale:
+        return replace(result, left_behind=tuple(stale))
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"request": {"method": "DELETE", "url": ref}} for ref in stale],
+    }
+    yield from protocol.transaction(bundle)
+    log.info("pruned %d resource(s) the case no longer has", len(stale))
+    return replace(result, left_behind=(), pruned=tuple(stale))
 
 
 def pull_flow(protocol: FhirProtocol, patient_id: str) -> Flow[MappingResult]:

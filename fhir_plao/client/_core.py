@@ -828,6 +828,11 @@ class PushResult:
     entries: tuple[PushedEntry, ...]
     response: dict[str, Any]
     parts: int = 1
+    #: resources of this patient that an earlier push wrote and the case no longer has, still
+    #: on the server (``Type/id``); None when not looked for
+    left_behind: tuple[str, ...] | None = None
+    #: such resources deleted by ``prune``
+    pruned: tuple[str, ...] = ()
 
     @property
     def ids(self) -> dict[str, ServerId]:

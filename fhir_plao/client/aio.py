@@ -19,7 +19,7 @@ from fhir_plao.client._base import (
     PagedResultsBase,
     httpx_request,
 )
-from fhir_plao.client._case import PushSettings, outbound_of, pull_flow, push_flow
+from fhir_plao.client._case import PushSettings, pull_flow, push_case
 from fhir_plao.client._core import (
     AuthLike,
     Emit,
@@ -242,7 +242,7 @@ class AsyncFhirClient(ClientBase):
     async def push(self, case: Case | Outbound, **settings: Unpack[PushSettings]) -> PushResult:
         """Send a case (mapped once, validated, split; see :class:`PushSettings`) or an Outbound;
         a failure is raised traced to the case field, resource and element (``exc.locations``)."""
-        return await self._run(push_flow(self._protocol, outbound_of(case, **settings)))
+        return await self._run(push_case(self._protocol, case, **settings))
 
     async def pull(self, patient_id: str) -> MappingResult:
         """Fetch the patient's resources and return ``from_fhir``'s case and unmapped report."""

@@ -19,7 +19,7 @@ from fhir_plao.client._base import (
     PagedResultsBase,
     httpx_request,
 )
-from fhir_plao.client._case import PushSettings, outbound_of, pull_flow, push_flow
+from fhir_plao.client._case import PushSettings, pull_flow, push_case
 from fhir_plao.client._core import (
     AuthLike,
     Emit,
@@ -229,7 +229,7 @@ class FhirClient(ClientBase, Closing):
     def push(self, case: Case | Outbound, **settings: Unpack[PushSettings]) -> PushResult:
         """Send a case (mapped once, validated, split; see :class:`PushSettings`) or an Outbound;
         a failure is raised traced to the case field, resource and element (``exc.locations``)."""
-        return self._run(push_flow(self._protocol, outbound_of(case, **settings)))
+        return self._run(push_case(self._protocol, case, **settings))
 
     def pull(self, patient_id: str) -> MappingResult:
         """Fetch the patient's resources and return ``from_fhir``'s case and unmapped report."""

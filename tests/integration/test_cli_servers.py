@@ -25,7 +25,7 @@ from fhir_plao.case import Case, case_from_json, case_to_json
 from fhir_plao.cli import main
 from fhir_plao.client import AsyncFhirClient, FhirClient
 from fhir_plao.compare import case_differences
-from fhir_plao.errors import FhirError, Location, PreconditionFailed
+from fhir_plao.errors import FhirError, Gone, Location, NotFound, PreconditionFailed
 from fhir_plao.mapping import to_fhir
 from fhir_plao.mapping._fhir import ITEM_SYSTEM
 
@@ -314,3 +314,64 @@ def test_plot_straight_from_the_server(
         )
         == 12
     )
+
+
+# --------------------------------------------------------------------------- corrections
+
+
+def test_a_corrected_case_pushed_with_prune_leaves_nothing_of_the_old_one(
+    fresh_fhir_server_url: str,
+    example_case: Case,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = fresh_fhir_server_url
+    foreign = {  # another system's note on the same patient: never ours to delete
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "a note from another system"},
+        "subject": {"reference": f"Patient/{to_fhir(example_case)['entry'][0]['resource']['id']}"},
+    }
+    first = tmp_path / "first.json"
+    first.write_text(case_to_json(example_case))
+    assert main(["push", str(first), "--server", url]) == 0
+    with FhirClient(url) as fhir:
+        other = fhir.create(foreign)
+        counts = {t: fhir.count(t) for t in ("Observation", "Condition")}
+    corrected = example_case.model_copy(
+        update={"labs": example_case.labs[2:], "fractures": example_case.fractures[1:]}
+    )
+    removed = [
+        e["request"]["url"]
+        for e in to_fhir(example_case)["entry"]
+        if e["request"]["url"] not in {x["request"]["url"] for x in to_fhir(corrected)["entry"]}
+    ]
+    assert len(removed) == 3
+    second = tmp_path / "second.json"
+    second.write_text(case_to_json(corrected))
+    capsys.readouterr()
+
+    assert main(["push", str(second), "--server", url, "--format", "json"]) == 0
+    kept = jsonio.loads(capsys.readouterr().out)
+    assert sorted(kept["left_behind"]) == sorted(removed) and kept["pruned"] == []
+    assert main(["push", str(second), "--server", url]) == 0
+    assert (
+        "3 resource(s) of an earlier push that the case no longer has remain"
+        in capsys.readouterr().out
+    )
+
+    assert main(["push", str(second), "--server", url, "--prune", "--format", "json"]) == 0
+    pruned = jsonio.loads(capsys.readouterr().out)
+
+    assert sorted(pruned["pruned"]) == sorted(removed) and pruned["left_behind"] == []
+    assert (pruned["created"], pruned["updated"]) == (0, len(to_fhir(corrected)["entry"]))
+    with FhirClient(url) as fhir:
+        for ref in removed:
+            kind, rid = ref.split("/")
+            with pytest.raises((NotFound, Gone)):
+                fhir.read(kind, rid)
+        assert (
+            fhir.read("Observation", str(other.id))["code"]["text"] == "a note from another system"
+        )
+        assert fhir.count("Observation") == counts["Observation"] - 2
+        assert fhir.count("Condition") == counts["Condition"] - 1
