@@ -1,8 +1,10 @@
-"""Output files written all or nothing.
+"""Output files written all or nothing, readable by their owner only.
 
 Every command that writes a file writes it here: into a temporary file beside the target,
 flushed to disk and renamed over the target only when the whole output was written. A failed
-run leaves neither a half-written file nor the temporary one. ``-`` is standard output.
+run leaves neither a half-written file nor the temporary one. ``-`` is standard output. Every
+file is created 0600 (cases, Bundles, journals and dead letters hold patient data): the
+temporary file is made so by ``mkstemp``, record files by :func:`open_private`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import IO, Any, BinaryIO, TextIO, cast
 
 from fhir_plao.errors import InputError
 
-__all__ = ["atomic_output", "atomic_output_bytes", "write_lines", "write_text"]
+__all__ = ["atomic_output", "atomic_output_bytes", "open_private", "write_lines", "write_text"]
 
 
 @contextmanager
@@ -74,3 +76,16 @@ def write_lines(path: str | Path, lines: Iterable[str]) -> None:
     """Stream ``lines`` to ``path`` (or stdout for ``-``), all or nothing."""
     with atomic_output(path) as handle:
         handle.writelines(lines)
+
+
+def open_private(path: Path, mode: str) -> TextIO:
+    """A text file opened for writing (``"w"``) or appending (``"a"``), created 0600; a file
+    that was already there is made 0600 too."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "a" else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        return cast(TextIO, os.fdopen(fd, mode, encoding="utf-8", newline="\n"))
+    except BaseException:
+        os.close(fd)
+        raise

@@ -10,7 +10,17 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator
 
-__all__ = ["DateOnly", "LocalId", "Number", "When", "before", "check_when"]
+__all__ = [
+    "INT32_MAX",
+    "INT32_MIN",
+    "DateOnly",
+    "LocalId",
+    "Number",
+    "When",
+    "before",
+    "check_when",
+    "in_order",
+]
 
 _DATE_RE = re.compile(r"^(\d{4})(-(\d{2})(-(\d{2}))?)?$")
 _DATETIME_RE = re.compile(
@@ -95,3 +105,17 @@ class Model(BaseModel):
             if isinstance(text, str) and not text.strip():
                 raise ValueError("must not be empty or blank (FHIR strings carry content)")
         return value
+
+
+#: FHIR ``integer`` is a 32-bit signed integer
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+
+
+def in_order(
+    start: str | None, end: str | None, end_name: str = "end", start_name: str = "start"
+) -> None:
+    """Raise when ``end`` is before ``start`` (FHIR per-1: a Period's start is not after its
+    end); either may be missing."""
+    if start and end and before(end, start):
+        raise ValueError(f"{end_name} {end} is before {start_name} {start}")

@@ -23,7 +23,7 @@ from typing import Annotated, ClassVar, Literal, Self, get_args, get_origin
 from pydantic import AfterValidator, Field, model_validator
 
 from fhir_plao import jsonio
-from fhir_plao._types import DateOnly, LocalId, Model, Number, When, before
+from fhir_plao._types import INT32_MAX, DateOnly, LocalId, Model, Number, When, in_order
 from fhir_plao.coded import (
     CONDITION_CATEGORY,
     DIAGNOSTIC_SERVICE,
@@ -209,7 +209,7 @@ class Pregnancy(Model):
     """One pregnancy. ``gravida`` is the pregnancy's number (1 = primigravida)."""
 
     id: LocalId
-    gravida: int | None = Field(default=None, ge=1)
+    gravida: int | None = Field(default=None, ge=1, le=INT32_MAX)
     delivery: Delivery | None = None
     note: str | None = None
 
@@ -221,6 +221,11 @@ class Lactation(Model):
     start: When | None = None
     stopped: When | None = None
     stop_reason: str | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        in_order(self.start, self.stopped, "stopped", "start")
+        return self
 
 
 class StatusObservation(Model):
@@ -661,6 +666,23 @@ class Diagnosis(_Named):
 # --------------------------------------------------------------------------- treatment & care
 
 
+def _check_dose_unit(unit: str) -> None:
+    """A dose unit that UCUM knows must measure what a dose can (a mass, an amount, a volume,
+    a count): ``2000 cm`` of vitamin D3 is refused. A source's unit that is not UCUM at all
+    (``tablet``) is kept as written."""
+    from fhir_plao.ucum import DOSE_DIMENSIONS, UcumError, dimension
+
+    try:
+        found = dimension(unit)
+    except UcumError:
+        return
+    if found not in DOSE_DIMENSIONS:
+        raise ValueError(
+            f"dose_unit: {unit!r} measures {found}, not a dose (a mass, an amount of substance, "
+            f"a volume or a count)"
+        )
+
+
 class Medication(Model):
     """A medication taken: drug, dose, how often, route, and when."""
 
@@ -704,7 +726,7 @@ class Medication(Model):
     dose: Number | None = None
     dose_unit: str | None = None
     dose_unit_text: str | None = None
-    frequency: int | None = Field(default=None, ge=1, le=2**31 - 1, description="times per period")
+    frequency: int | None = Field(default=None, ge=1, le=INT32_MAX, description="times per period")
     period: Number | None = None
     period_unit: Literal["s", "min", "h", "d", "wk", "mo", "a"] | None = None
     route: Annotated[str, _key_of("route")] | None = None
@@ -747,6 +769,8 @@ class Medication(Model):
                 raise ValueError(f"dose: must be positive, got {self.dose}")
         elif self.dose_unit is not None:
             raise ValueError("dose_unit: given without a dose")
+        if self.dose_unit is not None:
+            _check_dose_unit(self.dose_unit)
         if self.dose_unit_text is not None and self.dose_unit is None:
             raise ValueError("dose_unit_text: given without a dose_unit")
         if (self.period is None) != (self.period_unit is None):
@@ -755,8 +779,7 @@ class Medication(Model):
             raise ValueError("period: required with a frequency")
         if self.period is not None and self.period <= 0:
             raise ValueError(f"period: must be positive, got {self.period}")
-        if self.start and self.end and before(self.end, self.start):
-            raise ValueError(f"end {self.end} is before start {self.start}")
+        in_order(self.start, self.end)
         return self
 
 
@@ -831,6 +854,7 @@ class Care(_Named):
             raise ValueError(f"status: {self.status!r} is a procedure's status, not a plan's")
         if self.date is not None and (self.start or self.end):
             raise ValueError("date: a time or a start and end, not both")
+        in_order(self.start, self.end)
         if self.kind == "plan" and (self.body_site or self.reason or self.reason_code):
             raise ValueError("body_site and reason: only for a procedure")
         return self
@@ -839,12 +863,17 @@ class Care(_Named):
 class FollowUpPhase(Model):
     """Visits every ``every`` ``unit`` from ``start`` to ``end``."""
 
-    every: int = Field(ge=1)
+    every: int = Field(ge=1, le=INT32_MAX)
     unit: Literal["d", "wk", "mo", "a"]
     start: When
     end: When
     status: Literal["not-started", "scheduled", "in-progress", "on-hold", "completed", "stopped"]
     description: str | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        in_order(self.start, self.end)
+        return self
 
 
 class Outcome(Model):

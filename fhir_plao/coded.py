@@ -12,7 +12,7 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from fhir_plao._types import LocalId, Model, Number, When, before
+from fhir_plao._types import INT32_MAX, INT32_MIN, LocalId, Model, Number, When, in_order
 
 __all__ = [
     "CodedObservation",
@@ -194,8 +194,7 @@ class Period(Model):
     def _ordered(self) -> Self:
         if self.start is None and self.end is None:
             raise ValueError("a period needs a start or an end")
-        if self.start and self.end and before(self.end, self.start):
-            raise ValueError(f"end {self.end} is before start {self.start}")
+        in_order(self.start, self.end)
         return self
 
 
@@ -209,7 +208,7 @@ class Value(Model):
     concept: Concept | None = None
     string: str | None = None
     boolean: bool | None = None
-    integer: int | None = Field(default=None, ge=-(2**31), le=2**31 - 1)
+    integer: int | None = Field(default=None, ge=INT32_MIN, le=INT32_MAX)
     range: Range | None = None
     ratio: Ratio | None = None
     period: Period | None = None

@@ -112,8 +112,8 @@ class Terminology:
 
     def keys_for(self, system: str | None, code: str | None) -> list[str]:
         """Every key whose codings include (system, code)."""
-        if system is None or code is None:
-            return []
+        if not isinstance(system, str) or not isinstance(code, str):
+            return []  # absent, or not the strings FHIR has there
         return list(self._by_coding.get((system, code), ()))
 
     def key_for_codings(

@@ -142,7 +142,34 @@ class Validator:
         references: bool = True,
         core: bool = True,
     ) -> None:
-        issues.extend(check_structure(resource, root))
+        structure = check_structure(resource, root)
+        issues.extend(structure)
+        try:
+            self._rules(resource, root, issues, index, references=references, core=core)
+        except (TypeError, AttributeError, KeyError, IndexError) as exc:
+            # an element of a JSON type R4 does not allow where a rule looked: the structural
+            # pass names it; this is the net under the rules, so validation never crashes
+            if not any(i.is_error for i in structure):
+                issues.append(
+                    Issue(
+                        "error",
+                        root,
+                        f"an element has a JSON type R4 does not allow there "
+                        f"({type(exc).__name__}: {exc})",
+                        "structure",
+                    )
+                )
+
+    def _rules(
+        self,
+        resource: Mapping[str, Any],
+        root: str,
+        issues: list[Issue],
+        index: BundleIndex | None,
+        *,
+        references: bool,
+        core: bool,
+    ) -> None:
         issues.extend(empty_elements(resource, root))
         if core and self._core is not None:
             issues.extend(self._core.check(resource, root))

@@ -138,8 +138,8 @@ class ValueSet:
     whole_systems: frozenset[str]  # systems included without a concept list: any code of them
 
     def contains(self, system: str | None, code: str | None) -> bool:
-        if code is None:
-            return False
+        if not isinstance(code, str) or not isinstance(system, str | None):
+            return False  # not the strings FHIR has there: the structure check says so
         if system is None:
             return any(c == code for _, c in self.codes)
         return (system, code) in self.codes or system in self.whole_systems

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO, TypeAlias
 
 from fhir_plao import jsonio
 from fhir_plao._closing import Closing
+from fhir_plao._files import open_private
 from fhir_plao.errors import (
     FhirError,
     InputError,
@@ -126,7 +127,7 @@ class Journal(Closing):
             self._load()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle: TextIO = path.open("a" if resume else "w", encoding="utf-8", newline="\n")
+            self._handle: TextIO = open_private(path, "a" if resume else "w")
         except OSError as exc:
             raise InputError(
                 f"cannot write the journal: {exc.strerror}", location=str(path)
@@ -215,7 +216,7 @@ class DeadLetter(Closing):
         if self._handle is None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._handle = self.path.open("w", encoding="utf-8", newline="\n")
+                self._handle = open_private(self.path, "w")
             except OSError as exc:
                 raise InputError(
                     f"cannot write the dead-letter file: {exc.strerror}", location=str(self.path)

@@ -101,10 +101,18 @@ def run_convert(args: argparse.Namespace) -> int:
     return _fhir_to_case(args)
 
 
-def _case_to_bundle(args: argparse.Namespace) -> int:
-    from fhir_plao.mapping import to_fhir
+def _valid_bundle(case: Any) -> dict[str, Any]:
+    """The case's Bundle through the one outbound pipeline: mapped once and validated (an
+    invalid Bundle raises, traced to the case field; nothing is written); never split."""
+    from fhir_plao.outbound import prepare
 
-    bundle = to_fhir(read_case(args.input))
+    outbound = prepare(case, max_entries=None, max_bytes=None)
+    (bundle,) = outbound.bundles
+    return bundle
+
+
+def _case_to_bundle(args: argparse.Namespace) -> int:
+    bundle = _valid_bundle(read_case(args.input))
     text = jsonio.dumps(bundle, indent=2) + "\n"
     if args.format == "json":
         result: dict[str, Any] = {"ok": True, "output": _output_name(args.output)}
@@ -223,7 +231,7 @@ def _open(path: str) -> Any:
 def _convert_line(raw: bytes, to: str | None, number: int) -> tuple[dict[str, Any], Any]:
     """One line converted: (the result document, the unmapped report or None)."""
     from fhir_plao.case import Case, case_to_json
-    from fhir_plao.mapping import from_fhir, to_fhir, unmapped_report
+    from fhir_plao.mapping import from_fhir, unmapped_report
 
     where = f"line {number}"
     try:
@@ -239,7 +247,7 @@ def _convert_line(raw: bytes, to: str | None, number: int) -> tuple[dict[str, An
     from fhir_plao.case import case_from_json
 
     case: Case = case_from_json(raw, source=where)
-    return to_fhir(case), None
+    return _valid_bundle(case), None
 
 
 # --------------------------------------------------------------------------- roundtrip, synth

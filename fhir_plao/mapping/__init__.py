@@ -161,7 +161,20 @@ class _CaseBuilder:
 
 def from_fhir(data: Any) -> MappingResult:
     """Read a case from FHIR: a Bundle (transaction, searchset, collection, ...), a resource,
-    or a list of resources. Raises :class:`MappingError` when there is no single patient."""
+    or a list of resources. Raises :class:`MappingError` when there is no single patient, or
+    when an element holds a JSON type R4 does not allow there that the readers trip over."""
+    try:
+        return _from_fhir(data)
+    except (TypeError, AttributeError, KeyError, IndexError) as exc:
+        # the readers check what they use; this is the net under them, never a traceback
+        raise MappingError(
+            f"an element holds a JSON type that FHIR R4 does not allow there "
+            f"({type(exc).__name__}: {exc}); validate the input to find it",
+            location="input",
+        ) from None
+
+
+def _from_fhir(data: Any) -> MappingResult:
     index = index_resources(data)
     patients, copies = _one_patient_each(index.of_type("Patient"))
     if len(patients) > 1:
@@ -205,7 +218,7 @@ def from_fhir(data: Any) -> MappingResult:
     report_of = b.report_of
     for rep in index.of_type("DiagnosticReport"):
         for ref in rep.reader.items("result"):
-            target = index.resolve((ref or {}).get("reference"))
+            target = index.resolve(ref.get("reference") if isinstance(ref, dict) else None)
             if target is not None:
                 report_of.setdefault(id(target.reader), rep)
 

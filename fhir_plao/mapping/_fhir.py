@@ -297,7 +297,8 @@ def read_concept(
         return None, text
     own = {(c.system, c.code) for c in TERMINOLOGY.concept(key).codings}
     for i, coding in enumerate(codings):
-        if isinstance(coding, dict) and (coding.get("system"), coding.get("code")) in own:
+        pair = (coding.get("system"), coding.get("code")) if isinstance(coding, dict) else None
+        if pair is not None and all(isinstance(v, str) for v in pair) and pair in own:
             r.mark(*path, "coding", i)
     if text is None or text == TERMINOLOGY.concept(key).text:
         r.mark(*path, "text")

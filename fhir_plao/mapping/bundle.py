@@ -175,7 +175,7 @@ def flatten(
             if isinstance(resource, dict) and resource.get("resourceType") == "Bundle":
                 yield from flatten(resource, f"{path}.resource", skipped)
                 continue
-            if not isinstance(resource, dict) or "resourceType" not in resource:
+            if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
                 raise MappingError(
                     "not a FHIR resource (no resourceType)", location=f"{path}.resource"
                 )

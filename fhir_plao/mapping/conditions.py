@@ -159,7 +159,8 @@ def condition_kinds(r: Reader) -> list[str]:
     if _fracture_site(r) or _fracture_code(r):
         kinds.append("fracture")
     for cat in r.items("category"):
-        for coding in (cat or {}).get("coding") or [] if isinstance(cat, dict) else []:
+        codings = cat.get("coding") if isinstance(cat, dict) else None
+        for coding in codings if isinstance(codings, list) else []:
             if (
                 isinstance(coding, dict)
                 and coding.get("system") == CONDITION_CATEGORY

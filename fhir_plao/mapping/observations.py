@@ -65,7 +65,9 @@ def peek_categories(r: Reader) -> set[str]:
     for cat in r.items("category"):
         if not isinstance(cat, dict):
             continue
-        codings = cat.get("coding") or []
+        codings = cat.get("coding")
+        if not isinstance(codings, list):
+            codings = []
         for coding in codings:
             if isinstance(coding, dict) and coding.get("system") == OBSERVATION_CATEGORY:
                 found.add(str(coding.get("code")))

@@ -249,3 +249,23 @@ def test_failure_json_leaves_out_what_is_unknown() -> None:
         "reason": "malformed",
         "locations": [],
     }
+
+
+def test_record_files_and_outputs_are_readable_by_their_owner_only(tmp_path: Path) -> None:
+    from fhir_plao._files import write_text
+
+    loose = tmp_path / "old.journal.ndjson"
+    loose.write_text("")
+    loose.chmod(0o644)  # left by an older version
+    with Journal(loose, resume=True) as journal:
+        record(journal, "s|1", "d1")
+    with DeadLetter(tmp_path / "run.dead-letter.ndjson") as dead:
+        dead.write({"source": "x"})
+    write_text(tmp_path / "case.json", "{}")
+
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes == {
+        "old.journal.ndjson": 0o600,
+        "run.dead-letter.ndjson": 0o600,
+        "case.json": 0o600,
+    }
