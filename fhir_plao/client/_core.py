@@ -497,8 +497,62 @@ def if_match_value(version: str) -> str:
     return f'W/"{version}"'
 
 
-def _excerpt(content: bytes, limit: int = 300) -> str:
-    text = content[:4000].decode("utf-8", errors="replace")
+# credentials a server's error page may echo back (the request's headers, a redirect URL)
+_SECRET_PATTERNS = (
+    (re.compile(r"(?im)^(\s*(?:proxy-)?authorization\s*[:=]\s*).+$"), r"\1[redacted]"),
+    (re.compile(r"(?im)^(\s*(?:set-)?cookie\s*[:=]\s*).+$"), r"\1[redacted]"),
+    (re.compile(r"(?i)\b(bearer|basic|negotiate)\s+[A-Za-z0-9\-._~+/]+=*"), r"\1 [redacted]"),
+    (
+        re.compile(
+            r"(?i)([?&;\s\"']"
+            r"(?:access_token|refresh_token|id_token|token|code|password|passwd|secret|"
+            r"client_secret|client_assertion|api_?key|key|sig|signature)"
+            r"[\"']?\s*[=:]\s*[\"']?)[^&\s\"'<>,;]+"
+        ),
+        r"\1[redacted]",
+    ),
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@]+@"), r"\1[redacted]@"),
+)
+
+
+def scrub(text: str, secrets: Sequence[str] = ()) -> str:
+    """``text`` without credentials: the values of Authorization and Cookie headers, bearer and
+    basic tokens, token-like parameters and fields, user info in URLs, and each of ``secrets``
+    (the values this request carried) wherever it appears."""
+    for secret in secrets:
+        if len(secret) >= 6:
+            text = text.replace(secret, "[redacted]")
+    for pattern, replacement in _SECRET_PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _request_secrets(request: PendingRequest | None) -> tuple[str, ...]:
+    """The credentials a request carried (its Authorization header, whole and token alone)."""
+    value = request.header("Authorization") if request is not None else None
+    if not value:
+        return ()
+    return (value, value.split(" ", 1)[-1])
+
+
+def _scrubbed_outcome(outcome: dict[str, Any], secrets: Sequence[str]) -> dict[str, Any]:
+    def clean(node: Any) -> Any:
+        if isinstance(node, str):
+            return scrub(node, secrets)
+        if isinstance(node, dict):
+            return {k: clean(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [clean(v) for v in node]
+        return node
+
+    cleaned: dict[str, Any] = clean(outcome)
+    return cleaned
+
+
+def _excerpt(content: bytes, limit: int = 300, secrets: Sequence[str] = ()) -> str:
+    """The start of a body that is not FHIR, for a message: scrubbed of credentials (before its
+    lines are joined, so header lines are still told apart), HTML reduced to its text."""
+    text = scrub(content[:4000].decode("utf-8", errors="replace"), secrets)
     if _looks_like_html(content):
         title = re.search(r"<title[^>]*>(.*?)</title>", text, re.I | re.S)
         text = re.sub(r"<(script|style|head)\b.*?</\1\s*>", " ", text, flags=re.I | re.S)
@@ -530,11 +584,19 @@ def _issues(outcome: Mapping[str, Any]) -> list[OutcomeIssue]:
             OutcomeIssue(
                 str(item.get("severity", "error")),
                 str(item.get("code", "unknown")),
-                str(text) if text else None,
+                _cut(str(text)) if text else None,
                 [str(w) for w in where] if isinstance(where, list) else [],
             )
         )
     return issues
+
+
+#: a server's diagnostics longer than this are cut (some echo the whole request)
+MAX_DIAGNOSTICS = 500
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_DIAGNOSTICS else text[: MAX_DIAGNOSTICS - 1] + "…"
 
 
 def _request_head(request: PendingRequest) -> str:
@@ -549,6 +611,7 @@ def error_for(
     attempts: int = 1,
     note: str | None = None,
     now: float | None = None,
+    secrets: Sequence[str] = (),
 ) -> ServerError:
     """The exception for an error status: class by status, the OperationOutcome attached."""
     cls: type[ServerError] = {
@@ -565,31 +628,34 @@ def error_for(
     issues: list[OutcomeIssue] = []
     excerpt: str | None = None
     content = response.content
+    secrets = (*secrets, *_request_secrets(request))
     if not content.strip():
         detail = "no body"
     else:
         try:
             data = jsonio.loads(content)
         except jsonio.JsonError as exc:
-            excerpt = _excerpt(content)
+            excerpt = _excerpt(content, secrets=secrets)
             if _looks_like_html(content):
                 detail = f"an HTML page instead of an OperationOutcome: {excerpt}"
             else:
                 detail = f"a body that is not valid JSON ({exc}; cut off?): {excerpt}"
         else:
             if isinstance(data, dict) and data.get("resourceType") == "OperationOutcome":
-                outcome = data
-                issues = _issues(data)
+                outcome = _scrubbed_outcome(data, secrets)
+                issues = _issues(outcome)
                 serious = [i for i in issues if i.severity in ("fatal", "error")] or issues
                 detail = str(serious[0]) if serious else "an OperationOutcome without issues"
                 if len(issues) > 1:
                     detail += f" (and {len(issues) - 1} more issue(s))"
             elif isinstance(data, dict) and isinstance(data.get("error"), str):  # OAuth2 errors
-                detail = data["error"] + (
-                    f": {data['error_description']}" if data.get("error_description") else ""
+                detail = scrub(
+                    data["error"]
+                    + (f": {data['error_description']}" if data.get("error_description") else ""),
+                    secrets,
                 )
             else:
-                excerpt = _excerpt(content)
+                excerpt = _excerpt(content, secrets=secrets)
                 kind = data.get("resourceType") if isinstance(data, dict) else None
                 detail = f"a {kind or 'JSON body'} instead of an OperationOutcome: {excerpt}"
     hapi_code = None
@@ -630,11 +696,12 @@ def parse_json_body(response: Response, request: PendingRequest) -> Any | None:
         head = f"{_request_head(request)} -> {response.status}"
         if _looks_like_html(content):
             raise UnexpectedResponse(
-                f"{head}: an HTML page instead of FHIR JSON: {_excerpt(content)}"
+                f"{head}: an HTML page instead of FHIR JSON: "
+                f"{_excerpt(content, secrets=_request_secrets(request))}"
             ) from None
         raise TransportError(
             f"{head}: the body is not valid JSON ({exc}); it was probably cut off in transit. "
-            f"It starts: {_excerpt(content)}"
+            f"It starts: {_excerpt(content, secrets=_request_secrets(request))}"
         ) from None
 
 
@@ -1121,6 +1188,7 @@ class FhirProtocol:
                     raise error_for(
                         response,
                         request,
+                        secrets=self._secrets(),
                         now=now,
                         note=f"not retried: {request.method} is not idempotent",
                     )
@@ -1130,6 +1198,7 @@ class FhirProtocol:
                         raise error_for(
                             response,
                             request,
+                            secrets=self._secrets(),
                             attempts=attempt,
                             now=now,
                             note=f"the server asks to wait {wait:g} s, more than "
@@ -1150,7 +1219,14 @@ class FhirProtocol:
                     attempt += 1
                     continue
             retried = attempt if response.status in policy.statuses else 1
-            raise error_for(response, request, attempts=retried, now=self.clock())
+            raise error_for(
+                response, request, attempts=retried, now=self.clock(), secrets=self._secrets()
+            )
+
+    def _secrets(self) -> tuple[str, ...]:
+        """The credentials this client sends, to keep out of every message it makes."""
+        found = getattr(self.auth, "secrets", ())
+        return tuple(found) if isinstance(found, tuple | list) else ()
 
     def _authorised(self, request: PendingRequest) -> Generator[PendingRequest, Response, Response]:
         if self.auth is None or not request.authenticate:

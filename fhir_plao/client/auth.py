@@ -41,7 +41,12 @@ AuthFlow = Generator[PendingRequest, Response, Response]
 
 
 class Auth:
-    """Base class: no credentials. Subclasses override :meth:`flow`."""
+    """Base class: no credentials. Subclasses override :meth:`flow`, and :attr:`secrets` (what
+    must never appear in a message: the client scrubs them from every error it makes)."""
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return ()
 
     def flow(self, request: PendingRequest) -> AuthFlow:
         response = yield request
@@ -56,6 +61,10 @@ class BearerAuth(Auth):
         if not isinstance(token, str) or not token.strip():
             raise InputError("BearerAuth needs a non-empty token")
         self._header = f"Bearer {token.strip()}"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self._header.removeprefix("Bearer "),)
 
     def flow(self, request: PendingRequest) -> AuthFlow:
         response = yield request.with_header("Authorization", self._header)
@@ -74,6 +83,11 @@ class BasicAuth(Auth):
         self._user = user
         token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
         self._header = f"Basic {token}"
+        self._secrets = (token, password)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self._secrets
 
     def flow(self, request: PendingRequest) -> AuthFlow:
         response = yield request.with_header("Authorization", self._header)
@@ -138,6 +152,10 @@ class SmartBackendAuth(Auth):
     @property
     def has_token(self) -> bool:
         return self._token is not None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self._token,) if self._token else ()
 
     def flow(self, request: PendingRequest) -> AuthFlow:
         if self._token is None or self._clock() >= self._expires_at:

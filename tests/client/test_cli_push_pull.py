@@ -85,9 +85,22 @@ def server() -> Iterator[respx.MockRouter]:
         yield mock
 
 
+@pytest.fixture
+def no_leftovers(server: respx.MockRouter) -> respx.MockRouter:
+    """A one-case push then looks for what an earlier push left behind: nothing here."""
+    server.get(url__regex=rf"^{BASE}/Patient/[^/]+/\$everything$").mock(
+        return_value=fhir_response(200, searchset([], total=0))
+    )
+    server.get(url__regex=rf"^{BASE}/Patient/[^/?$]+$").mock(
+        return_value=fhir_response(200, {"resourceType": "Patient", "id": "p"})
+    )
+    return server
+
+
 # --------------------------------------------------------------------------- push
 
 
+@pytest.mark.usefixtures("no_leftovers")
 def test_push_prints_each_items_case_field_and_server_id(server, case_file, capsys) -> None:
     tx = server.post(BASE).mock(side_effect=answer_transaction)
 
@@ -101,6 +114,7 @@ def test_push_prints_each_items_case_field_and_server_id(server, case_file, caps
     assert tx.calls.last.request.headers["Authorization"] == "Bearer t0k"
 
 
+@pytest.mark.usefixtures("no_leftovers")
 def test_push_format_json_is_one_result_document(server, case_file, capsys) -> None:
     server.post(BASE).mock(side_effect=answer_transaction)
 
@@ -118,6 +132,7 @@ def test_push_format_json_is_one_result_document(server, case_file, capsys) -> N
     assert lab["server_id"] == lab["resource"]  # a client id: the server keeps it
 
 
+@pytest.mark.usefixtures("no_leftovers")
 def test_push_takes_server_token_and_timeout_from_the_environment(
     server, case_file, monkeypatch
 ) -> None:
@@ -132,6 +147,7 @@ def test_push_takes_server_token_and_timeout_from_the_environment(
     assert request.extensions["timeout"] == {"connect": 2.5, "read": 2.5, "write": 2.5, "pool": 2.5}
 
 
+@pytest.mark.usefixtures("no_leftovers")
 def test_push_with_basic_auth_reads_the_password_from_a_file(server, case_file, tmp_path) -> None:
     secret = tmp_path / "password"
     secret.write_text("s3cret\n")
@@ -143,6 +159,7 @@ def test_push_with_basic_auth_reads_the_password_from_a_file(server, case_file, 
     assert tx.calls.last.request.headers["Authorization"] == "Basic ZW5naW5lOnMzY3JldA=="
 
 
+@pytest.mark.usefixtures("no_leftovers")
 def test_push_with_smart_backend_services_gets_a_token_first(server, case_file, tmp_path) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     key_file = tmp_path / "key.pem"
@@ -284,6 +301,7 @@ def test_dry_run_with_server_ids_shows_the_conditional_updates(case_file, capsys
     assert all("id" not in e["resource"] for e in bundle["entry"])
 
 
+@pytest.mark.usefixtures("no_leftovers")
 def test_push_reads_a_case_on_standard_input(server, case, monkeypatch, capsys) -> None:
     tx = server.post(BASE).mock(side_effect=answer_transaction)
     monkeypatch.setattr("sys.stdin", _stdin(case_to_json(case).encode()))
@@ -293,6 +311,7 @@ def test_push_reads_a_case_on_standard_input(server, case, monkeypatch, capsys) 
 
 
 @pytest.mark.parametrize("shape", ["transaction", "collection", "resources-ndjson", "resource"])
+@pytest.mark.usefixtures("no_leftovers")
 def test_push_accepts_the_fhir_an_engine_already_has(server, case, tmp_path, shape, capsys) -> None:
     bundle = to_fhir(case)
     resources = [e["resource"] for e in bundle["entry"]]
@@ -335,6 +354,7 @@ def test_push_accepts_the_fhir_an_engine_already_has(server, case, tmp_path, sha
     ]
 
 
+@pytest.mark.usefixtures("no_leftovers")
 def test_a_batch_is_sent_as_a_batch_and_its_failed_entry_named(
     server, case, tmp_path, capsys
 ) -> None:
@@ -479,3 +499,59 @@ def _stdin(data: bytes) -> Any:
     import io
 
     return io.TextIOWrapper(io.BytesIO(data))
+
+
+# --------------------------------------------------------------------------- credentials
+
+
+ECHOED_PAGE = (
+    b"<html><head><title>502 Bad Gateway</title></head><body><pre>\n"
+    b"POST /fhir HTTP/1.1\nAuthorization: Bearer s3cret-t0ken-123\nCookie: session=abcdef123456\n"
+    b"upstream: https://engine:pa55word@10.0.0.1/fhir?access_token=s3cret-t0ken-123\n"
+    b"</pre></body></html>"
+)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        ECHOED_PAGE,
+        jsonio.dumps(
+            outcome("rejected request with header Authorization: Bearer s3cret-t0ken-123")
+        ).encode(),
+        jsonio.dumps(
+            {"error": "invalid_token", "error_description": "token s3cret-t0ken-123 expired"}
+        ).encode(),
+    ],
+    ids=["html page", "operation outcome", "oauth error"],
+)
+def test_a_server_echoing_the_token_never_gets_it_printed_or_dead_lettered(
+    server, case_file, tmp_path, capsys, body
+) -> None:
+    server.post(BASE).mock(return_value=httpx.Response(400, content=body))
+    dead_letter = tmp_path / "dead.ndjson"
+
+    single = main(
+        [
+            "push",
+            str(case_file),
+            "--server",
+            BASE,
+            "--token",
+            "s3cret-t0ken-123",
+            "--format",
+            "json",
+        ]
+    )
+    bulk = main(
+        ["push", str(case_file), "--server", BASE, "--token", "s3cret-t0ken-123",
+         "--dead-letter", str(dead_letter), "--journal", str(tmp_path / "j.ndjson")]
+    )  # fmt: skip
+
+    captured = capsys.readouterr()
+    assert (single, bulk) == (1, 1)
+    for text in (captured.out, captured.err, dead_letter.read_text()):
+        assert "s3cret-t0ken-123" not in text
+        assert "abcdef123456" not in text and "pa55word" not in text
+    assert "[redacted]" in captured.err
+    assert dead_letter.stat().st_mode & 0o777 == 0o600
