@@ -32,6 +32,7 @@ Rules kept here (the reasons are in the issue tracker and ``docs``):
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import html
 import logging
@@ -92,6 +93,9 @@ class PendingRequest:
     idempotent: bool = False
     authenticate: bool = True
     label: str = ""
+    #: a 2xx answer must carry a FHIR resource: an HTML page or a body cut short is retried
+    #: like a broken connection (when the request is idempotent)
+    expects_resource: bool = False
 
     def header(self, name: str) -> str | None:
         lower = name.lower()
@@ -132,6 +136,9 @@ class Response:
     content: bytes
     url: str
     reason: str = ""
+    #: an earlier attempt of the same request may have been applied (its answer was lost, cut
+    #: or timed out): a write that finds its resource at version 1 was created by that attempt
+    after_unknown: bool = False
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())
@@ -229,6 +236,11 @@ class TransportFailure(Exception):
         self.cause = cause
         self.request = request  # the request that failed (a token request, say)
         super().__init__(kind)
+
+    @property
+    def may_have_arrived(self) -> bool:
+        """Whether the server may have received (and applied) the request."""
+        return self.kind != "not-sent"
 
     @classmethod
     def classify(cls, exc: BaseException, request: PendingRequest | None) -> TransportFailure:
@@ -685,6 +697,23 @@ def error_for(
     )
 
 
+#: a key set on a transaction-response that followed an attempt of unknown outcome (read by
+#: :func:`push_result`; never sent anywhere)
+AFTER_UNKNOWN = "_fhir_plao_after_unknown_attempt"
+
+
+def _check_complete(response: Response) -> None:
+    """A 2xx answer that should hold a resource but is an HTML page or JSON cut short is a
+    transport failure (a gateway's page; a body cut with a matching Content-Length)."""
+    content = response.content.strip()
+    if content[:1] in (b"{", b"[") and content[-1:] in (b"}", b"]"):
+        return
+    what = "an HTML page" if _looks_like_html(content) else "a body cut short"
+    raise TransportFailure(
+        "broken", ValueError(f"{response.status} with {what} instead of FHIR JSON")
+    )
+
+
 def parse_json_body(response: Response, request: PendingRequest) -> Any | None:
     """The body of a success response as JSON (decimals exact); None when there is none."""
     content = response.content
@@ -941,6 +970,8 @@ def push_result(sent: Mapping[str, Any], received: dict[str, Any]) -> PushResult
     """Pair each sent entry with the server's answer (the response keeps the request order)."""
     sent_entries = [e for e in sent.get("entry") or [] if isinstance(e, dict)]
     got = [e for e in received.get("entry") or [] if isinstance(e, dict)]
+    after_unknown = bool(received.get(AFTER_UNKNOWN))
+    received = {k: v for k, v in received.items() if k != AFTER_UNKNOWN}
     if len(got) != len(sent_entries):
         raise UnexpectedResponse(
             f"the transaction response has {len(got)} entries for the {len(sent_entries)} sent"
@@ -969,7 +1000,11 @@ def push_result(sent: Mapping[str, Any], received: dict[str, Any]) -> PushResult
         key = local or f"entry[{index}]"
         if server is None and str(answer.get("status", "")).strip().startswith("2"):
             log.warning("push: the server did not say where %s went (no usable location)", key)
-        entries.append(PushedEntry(key, local_ref, server, str(answer.get("status", ""))))
+        status = str(answer.get("status", ""))
+        if after_unknown and status.startswith("200") and server and server.version == "1":
+            # the first version is ours: an earlier attempt, whose answer never came, made it
+            status = "201 Created (by an earlier attempt whose answer was lost)"
+        entries.append(PushedEntry(key, local_ref, server, status))
     return PushResult(tuple(entries), received)
 
 
@@ -1159,11 +1194,15 @@ class FhirProtocol:
         """Send with auth and retries; returns a 2xx response, raises for anything else."""
         policy = self.retry
         attempt = 1
+        unknown = False  # whether an earlier attempt may have been applied
         while True:
             log.debug("%s %s (attempt %d)", request.method, sanitize_url(request.url), attempt)
             try:
                 response = yield from self._authorised(request)
+                if 200 <= response.status < 300 and request.expects_resource:
+                    _check_complete(response)
             except TransportFailure as failure:
+                unknown = unknown or failure.may_have_arrived
                 if request.idempotent and attempt < policy.attempts:
                     delay = policy.backoff(attempt, self.rng)
                     log.warning(
@@ -1181,7 +1220,7 @@ class FhirProtocol:
                 raise failure.to_error(request, attempt, policy) from failure.cause
             log.debug("%s %s -> %d", request.method, sanitize_url(request.url), response.status)
             if 200 <= response.status < 300:
-                return response
+                return dataclasses.replace(response, after_unknown=True) if unknown else response
             if response.status in policy.statuses:
                 now = self.clock()
                 if not request.idempotent:
@@ -1415,7 +1454,12 @@ class FhirProtocol:
         request = self.request(
             "POST", "", body=bundle, idempotent=is_idempotent_bundle(bundle), label=kind
         )
-        return (yield from self._fetch_resource(request, "Bundle"))
+        request = dataclasses.replace(request, expects_resource=True)
+        response = yield from self.exchange(request)
+        answer = expect_resource(parse_json_body(response, request), response, request, "Bundle")
+        if response.after_unknown:
+            answer = {**answer, AFTER_UNKNOWN: True}
+        return answer
 
     def paged(
         self,
