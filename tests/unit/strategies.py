@@ -146,8 +146,7 @@ def cases(draw: Draw[Any], *, max_items: int = 2) -> Case:
     lactations = [
         Lactation(
             pregnancy=pregnancy,
-            start=draw(opt(when)),
-            stopped=draw(opt(when)),
+            **dict(zip(("start", "stopped"), ordered(draw, opt(when)), strict=True)),
             stop_reason=draw(opt_text),
         )
         for pregnancy in some(draw, [p.id for p in pregnancies], max_size=max_items + 1)
@@ -390,8 +389,13 @@ def cases(draw: Draw[Any], *, max_items: int = 2) -> Case:
                 code=code,
                 detail=draw(opt_text),
                 date=draw(when) if timed else None,
-                start=None if timed else draw(opt(when)),
-                end=None if timed else draw(opt(when)),
+                **dict(
+                    zip(
+                        ("start", "end"),
+                        (None, None) if timed else ordered(draw, opt(when)),
+                        strict=True,
+                    )
+                ),
                 status=draw(st.sampled_from(statuses)),
                 **procedure,
             )
@@ -454,6 +458,8 @@ def named(
 
 
 _GENERIC_UNITS = ("1", "%", "mg", "ug", "[IU]", "mL", "g", "{titer}", "mmol/L", "{tbl}")
+#: what a dose is given in (a mass, an amount, a volume, a count; a source's non-UCUM unit)
+_DOSE_UNITS = ("1", "mg", "ug", "[IU]", "[iU]", "mL", "g", "mmol", "{tbl}", "tablet")
 
 
 def _units_of(key: str) -> tuple[str, ...]:
@@ -572,13 +578,23 @@ def encounter_items(draw: Draw[Any], eid: str, condition_ids: tuple[str, ...]) -
     )
 
 
+def _in_order(start: Any, end: Any) -> tuple[Any, Any]:
+    return (end, start) if _before(end, start) else (start, end)
+
+
+def ordered(draw: Draw[Any], strategy: st.SearchStrategy[Any]) -> tuple[Any, Any]:
+    """Two draws, the later second (FHIR per-1: a period does not end before it starts)."""
+    start, end = draw(strategy), draw(strategy)
+    if start is not None and end is not None and _before(end, start):
+        start, end = end, start
+    return start, end
+
+
 @st.composite
 def medications_(draw: Draw[Any], med_id: str, condition_ids: tuple[str, ...]) -> Medication:
     dose = draw(opt(decimals(positive=True)))
     period = draw(opt(decimals(positive=True)))
-    start, end = draw(opt(whens())), draw(opt(whens()))
-    if start is not None and end is not None and _before(end, start):
-        start, end = end, start
+    start, end = ordered(draw, opt(whens()))
     drug, code = draw(source_codes(("medication",), keys("medication")))
     record = draw(st.sampled_from(("statement", "request")))
     statuses = (
@@ -586,7 +602,7 @@ def medications_(draw: Draw[Any], med_id: str, condition_ids: tuple[str, ...]) -
         if record == "statement"
         else ("active", "on-hold", "cancelled", "completed", "stopped", "draft", "unknown")
     )
-    dose_unit = draw(opt(st.sampled_from(_GENERIC_UNITS))) if dose is not None else None
+    dose_unit = draw(opt(st.sampled_from(_DOSE_UNITS))) if dose is not None else None
     by_source_route = draw(st.booleans())
     return Medication(
         id=med_id,
@@ -621,14 +637,21 @@ def medications_(draw: Draw[Any], med_id: str, condition_ids: tuple[str, ...]) -
 @cache
 def follow_up_phases() -> st.SearchStrategy[FollowUpPhase]:
     statuses = ("not-started", "scheduled", "in-progress", "on-hold", "completed", "stopped")
+    periods = st.tuples(whens(), whens()).map(lambda pair: _in_order(*pair))
     return st.builds(
-        FollowUpPhase,
-        every=st.integers(1, 24),
-        unit=st.sampled_from(("d", "wk", "mo", "a")),
-        start=whens(),
-        end=whens(),
-        status=st.sampled_from(statuses),
-        description=opt(texts()),
+        lambda every, unit, period, status, description: FollowUpPhase(
+            every=every,
+            unit=unit,
+            start=period[0],
+            end=period[1],
+            status=status,
+            description=description,
+        ),
+        st.integers(1, 24),
+        st.sampled_from(("d", "wk", "mo", "a")),
+        periods,
+        st.sampled_from(statuses),
+        opt(texts()),
     )
 
 
