@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -123,10 +124,9 @@ def _lone_surrogate(text: str) -> str | None:
     return None
 
 
-def _outside_strings(text: str, token: str) -> int:
-    """The index of ``token`` in ``text`` outside any JSON string (-1 when absent)."""
-    in_string = False
-    escaped = False
+def _outside(text: str) -> Iterator[tuple[int, str]]:
+    """Each character of ``text`` that is not inside a JSON string, with its index."""
+    in_string = escaped = False
     for i, char in enumerate(text):
         if in_string:
             if escaped:
@@ -137,7 +137,14 @@ def _outside_strings(text: str, token: str) -> int:
                 in_string = False
         elif char == '"':
             in_string = True
-        elif text.startswith(token, i):
+        else:
+            yield i, char
+
+
+def _outside_strings(text: str, token: str) -> int:
+    """The index of ``token`` in ``text`` outside any JSON string (-1 when absent)."""
+    for i, _ in _outside(text):
+        if text.startswith(token, i):
             return i - 1 if token != "-Infinity" and i > 0 and text[i - 1] == "-" else i
     return -1
 
@@ -153,18 +160,8 @@ def _position(text: str, index: int) -> str:
 def _deepest(text: str) -> str:
     """Where the nesting first passes the limit (`` at line L, column C``)."""
     depth = 0
-    in_string = escaped = False
-    for i, char in enumerate(text):
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
+    for i, char in _outside(text):
+        if char in "[{":
             depth += 1
             if depth > MAX_DEPTH:
                 return _position(text, i)
