@@ -555,3 +555,63 @@ def test_a_server_echoing_the_token_never_gets_it_printed_or_dead_lettered(
         assert "abcdef123456" not in text and "pa55word" not in text
     assert "[redacted]" in captured.err
     assert dead_letter.stat().st_mode & 0o777 == 0o600
+
+
+# --------------------------------------------------------------------------- broken inputs
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            ["--user", "u", "--password-file", "/nonexistent/password"],
+            "/nonexistent/password: cannot read the password",
+        ),
+        (
+            ["--smart-client-id", "c", "--smart-token-url", "http://auth.test/token",
+             "--smart-key", "/nonexistent/key.pem", "--smart-kid", "k"],
+            "/nonexistent/key.pem: cannot read the key",
+        ),
+    ],
+)  # fmt: skip
+def test_an_unreadable_secret_file_is_named_and_nothing_is_sent(
+    server, case_file, capsys, extra, message
+) -> None:
+    tx = server.post(BASE).mock(side_effect=answer_transaction)
+
+    assert main(["push", str(case_file), "--server", BASE, *extra]) == 2
+
+    (line,) = capsys.readouterr().err.splitlines()
+    assert message in line and tx.call_count == 0
+
+
+def test_a_smart_key_that_is_not_pem_is_refused(server, case_file, tmp_path, capsys) -> None:
+    key = tmp_path / "key.pem"
+    key.write_text("not a key")
+    argv = ["push", str(case_file), "--server", BASE, "--smart-client-id", "c"]
+    argv += ["--smart-token-url", "http://auth.test/token", "--smart-key", str(key)]
+
+    assert main([*argv, "--smart-kid", "k"]) == 2
+    assert "not a usable PEM key" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"{not json", "malformed JSON"),
+        (b'[{"resourceType": "Patient"}, {"name": 1}]', "no resourceType"),
+        (b'{"patient": {"identifier": "x"}}', "sex"),
+        (b"", "malformed JSON"),
+    ],
+    ids=["not json", "not fhir", "bad case", "empty"],
+)
+def test_broken_input_on_stdin_exits_2_naming_it(
+    server, monkeypatch, capsys, data, message
+) -> None:
+    tx = server.post(BASE).mock(side_effect=answer_transaction)
+    monkeypatch.setattr("sys.stdin", _stdin(data))
+
+    assert main(["push", "-", "--server", BASE]) == 2
+
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and tx.call_count == 0
