@@ -30,6 +30,7 @@ __all__ = [
     "read_bytes",
     "read_case",
     "read_fhir",
+    "record_path",
     "say",
     "where",
     "whole_number",
@@ -181,6 +182,15 @@ def add_progress_option(parser: argparse.ArgumentParser | Any) -> None:
         action="store_false",
         help="no progress line on stderr (it is shown only on a terminal anyway)",
     )
+
+
+def record_path(near: Path, kind: str) -> Path:
+    """``NAME.<kind>.ndjson`` beside ``near`` (NAME: its name without suffix)."""
+    if str(near) == "<stdin>":
+        return Path(f"stdin.{kind}.ndjson").resolve()
+    resolved = near.resolve()
+    name = resolved.name if resolved.is_dir() else resolved.stem
+    return resolved.parent / f"{name or 'fhir-plao'}.{kind}.ndjson"
 
 
 def whole_number(minimum: int, what: str = "") -> Callable[[str], int]:

@@ -27,6 +27,7 @@ from fhir_plao.cli._io import (
     add_progress_option,
     print_json,
     read_case,
+    record_path,
     report_unmapped,
     say,
     whole_number,
@@ -176,11 +177,6 @@ def run_pull(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- bulk
 
 
-def _record_path(near: Path, kind: str) -> Path:
-    resolved = near.resolve()
-    return resolved.parent / f"{resolved.stem or 'fhir-plao'}.{kind}.ndjson"
-
-
 def _bulk(args: argparse.Namespace) -> int:
     import anyio
 
@@ -193,7 +189,7 @@ def _bulk(args: argparse.Namespace) -> int:
     dead_letter: Path = args.dead_letter or (
         Path("pull.dead-letter.ndjson")
         if to_stdout
-        else _record_path(Path(args.output), "dead-letter")
+        else record_path(Path(args.output), "dead-letter")
     )
     progress = Progress(
         sys.stderr, label="pull", noun="patients", enabled=None if args.progress else False

@@ -39,6 +39,7 @@ from fhir_plao.cli._io import (
     print_json,
     read_bytes,
     read_case,
+    record_path,
     say,
     whole_number,
 )
@@ -364,15 +365,6 @@ def _report(args: argparse.Namespace, server: str, results: Sequence[PushResult]
 # --------------------------------------------------------------------------- bulk
 
 
-def _record_path(near: Path, kind: str) -> Path:
-    """``NAME.<kind>.ndjson`` beside ``near`` (NAME: its name without suffix)."""
-    if str(near) == "<stdin>":
-        return Path(f"stdin.{kind}.ndjson").resolve()
-    resolved = near.resolve()
-    name = resolved.name if resolved.is_dir() else resolved.stem
-    return resolved.parent / f"{name or 'fhir-plao'}.{kind}.ndjson"
-
-
 def _bulk(args: argparse.Namespace, sources: CaseInput | list[CaseSource]) -> int:
     if args.dry_run:
         return _bulk_dry_run(args, sources)
@@ -381,8 +373,8 @@ def _bulk(args: argparse.Namespace, sources: CaseInput | list[CaseSource]) -> in
     from fhir_plao.bulk import CaseInput, Progress, PushOptions, push_cases
 
     near = Path(args.input) if args.input != STDIN else Path("<stdin>")
-    dead_letter: Path = args.dead_letter or _record_path(near, "dead-letter")
-    journal: Path = args.journal or dead_letter.with_name(_record_path(near, "journal").name)
+    dead_letter: Path = args.dead_letter or record_path(near, "dead-letter")
+    journal: Path = args.journal or dead_letter.with_name(record_path(near, "journal").name)
     progress = Progress(sys.stderr, label="push", enabled=None if args.progress else False)
     options = PushOptions(
         journal=journal,
