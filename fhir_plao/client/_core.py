@@ -306,6 +306,8 @@ class RetryPolicy:
     waits ``min(max_delay, base_delay * 2**(n-1))``, shortened by up to ``jitter`` (a fraction) at
     random, unless the server sent ``Retry-After``: that wait is kept exactly, and a wait longer
     than ``max_retry_after`` is not waited for (the error is raised with ``retry_after`` set).
+    Besides ``statuses``, a 409 to an idempotent write without ``If-Match`` is retried: it met a
+    concurrent write of the same resources (see :func:`_collided`).
     """
 
     attempts: int = 4
@@ -331,6 +333,18 @@ class RetryPolicy:
         """The wait before retry number ``retry`` (1 for the first retry)."""
         delay = min(self.max_delay, self.base_delay * 2.0 ** (retry - 1))
         return float(delay * (1.0 - self.jitter * rng()))
+
+
+#: a gateway's answers after which the request may still reach the server and be applied
+_MAY_HAVE_APPLIED = frozenset({502, 504})
+
+
+def _collided(response: Response, request: PendingRequest) -> bool:
+    """A 409 to an idempotent write without ``If-Match``: it met a concurrent write of the same
+    resources (HAPI: "client-assigned ID constraint failure ... at the same time", or a version
+    constraint failure) -- often an earlier attempt of this very request still being applied.
+    Sending it again is safe and, once the other write is done, succeeds."""
+    return response.status == 409 and request.idempotent and not request.header("If-Match")
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -1221,7 +1235,9 @@ class FhirProtocol:
             log.debug("%s %s -> %d", request.method, sanitize_url(request.url), response.status)
             if 200 <= response.status < 300:
                 return dataclasses.replace(response, after_unknown=True) if unknown else response
-            if response.status in policy.statuses:
+            if response.status in policy.statuses or _collided(response, request):
+                if response.status in _MAY_HAVE_APPLIED:
+                    unknown = True  # a gateway gave up waiting; the server may still apply it
                 now = self.clock()
                 if not request.idempotent:
                     raise error_for(
@@ -1257,7 +1273,7 @@ class FhirProtocol:
                     yield Sleep(wait)
                     attempt += 1
                     continue
-            retried = attempt if response.status in policy.statuses else 1
+            retried = attempt if response.status in policy.statuses or attempt > 1 else 1
             raise error_for(
                 response, request, attempts=retried, now=self.clock(), secrets=self._secrets()
             )

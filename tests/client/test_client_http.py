@@ -34,6 +34,7 @@ from fhir_plao.client import (
     RateLimited,
     RetryPolicy,
     ServerError,
+    StaleVersion,
     TimeoutError_,
     TransportError,
     UnexpectedResponse,
@@ -513,6 +514,63 @@ async def test_hapi_409_maps_to_conflict_with_the_code(make_fhir, router):
 
     assert caught.value.hapi_code == "HAPI-0989"
     assert "not the current version" in str(caught.value)
+
+
+COLLISION = (
+    "HAPI-0550: HAPI-0825: Error flushing transaction with resource types: [Patient] - The "
+    "operation has failed with a client-assigned ID constraint failure. This typically means that "
+    "multiple client threads are trying to create a new resource with the same client-assigned ID "
+    "at the same time, and this thread was chosen to be rejected."
+)
+
+
+async def test_a_transaction_of_puts_that_collides_with_a_concurrent_write_is_sent_again(
+    make_fhir, router, sleeps, stand_in_mapping
+):
+    """HAPI's answer when an earlier attempt of the same PUTs is still being applied."""
+    route = router.post(BASE).mock(
+        side_effect=[
+            fhir_response(409, outcome(COLLISION)),
+            fhir_response(
+                200, {"resourceType": "Bundle", "type": "transaction-response", "entry": []}
+            ),
+        ]
+    )
+    fhir = make_fhir()
+
+    await fhir.transaction(stand_in_mapping.bundle)
+
+    assert route.call_count == 2 and sleeps == [0.1]
+
+
+async def test_a_conflict_that_persists_is_raised_after_the_retries(make_fhir, router, sleeps):
+    route = router.put(url("Patient/p1")).mock(return_value=fhir_response(409, outcome(COLLISION)))
+    fhir = make_fhir()
+
+    with pytest.raises(Conflict) as caught:
+        await fhir.update(PATIENT, if_match=False)
+
+    assert route.call_count == 3 and "after 3 attempts" in str(caught.value)
+
+
+async def test_a_stale_if_match_is_not_retried(make_fhir, router, sleeps):
+    route = router.put(url("Patient/p1")).mock(return_value=fhir_response(409, outcome(COLLISION)))
+    fhir = make_fhir()
+
+    with pytest.raises(StaleVersion):
+        await fhir.update(PATIENT)  # If-Match from meta.versionId: a lost update, not a race
+
+    assert route.call_count == 1 and sleeps == []
+
+
+async def test_a_conflict_on_a_plain_create_is_not_retried(make_fhir, router, sleeps):
+    route = router.post(url("Patient")).mock(return_value=fhir_response(409, outcome(COLLISION)))
+    fhir = make_fhir()
+
+    with pytest.raises(Conflict):
+        await fhir.create({"resourceType": "Patient"})
+
+    assert route.call_count == 1 and sleeps == []
 
 
 async def test_hapi_422_maps_to_unprocessable_with_the_code_and_expression(make_fhir, router):

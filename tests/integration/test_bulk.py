@@ -284,7 +284,9 @@ def test_a_killed_push_resumes_from_its_journal(
     confirmed = journal_lines(journal)
     assert 8 <= confirmed < N
 
-    assert main(["push", str(source), "--server", url, "--resume"]) == 0
+    dead_letter = tmp_path / "cases.dead-letter.ndjson"
+    code = main(["push", str(source), "--server", url, "--resume"])
+    assert code == 0, dead_letter.read_text() if dead_letter.exists() else "no dead letter"
 
     out = capsys.readouterr().out
     assert f"{N - confirmed} sent" in out and f"{confirmed} skipped" in out
