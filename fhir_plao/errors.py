@@ -42,6 +42,7 @@ __all__ = [
     "PreconditionFailed",
     "RateLimited",
     "ServerError",
+    "StaleData",
     "StaleVersion",
     "TimeoutError_",
     "TransportError",
@@ -103,6 +104,9 @@ class FhirError(Exception):
     #: before the one that failed (they stay applied; pushing the case again completes it)
     parts: int | None = None
     parts_applied: int | None = None
+    #: a write whose fate is unknown (a timeout, a lost answer, a gateway's 502/504) came before
+    #: this error: the server may still apply it later
+    uncertain: bool = False
 
     def traced(self, locations: Iterable[Location]) -> Self:
         """This error with ``locations`` attached (returned, to ``raise exc.traced(...)``)."""
@@ -149,6 +153,17 @@ class ValidatorUnavailable(FhirError):
 
 class ExtraMissing(FhirError):
     """An optional part of the package is not installed; the message says how to install it."""
+
+
+class StaleData(FhirError):
+    """The server may hold older data than a push confirmed: resources changed after the push
+    was confirmed (a write of unknown fate landing late) and pushing again did not settle them.
+    ``patient`` is the Patient's ``Type/id`` on the server; ``moved`` the resources that moved."""
+
+    def __init__(self, message: str, *, patient: str | None, moved: Sequence[str]) -> None:
+        self.patient = patient
+        self.moved = tuple(moved)
+        super().__init__(message)
 
 
 class TransportError(FhirError):

@@ -118,6 +118,8 @@ class PushSummary:
     resources_created: int = 0
     resources_updated: int = 0
     resources_pruned: int = 0
+    #: cases pushed again because their resources moved after they were confirmed (late writes)
+    repushed: int = 0
     transactions: int = 0
     seconds: float = 0.0
 
@@ -137,6 +139,11 @@ class PushSummary:
             f"(already confirmed); resources: {self.resources_created} created, "
             f"{self.resources_updated} updated"
             + (f", {self.resources_pruned} pruned" if self.resources_pruned else "")
+            + (
+                f"; {self.repushed} case(s) pushed again after a late write"
+                if self.repushed
+                else ""
+            )
             + f"; {self.transactions} transaction(s) "
             f"in {self.seconds:.2f} s{rate}"
         )

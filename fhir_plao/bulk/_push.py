@@ -15,16 +15,24 @@ The pipeline (one event loop, one pooled :class:`~fhir_plao.client.AsyncFhirClie
   order, one after the other, never concurrently; a later line updates what an earlier one
   wrote.
 * A case counts as confirmed once every part of its Bundle was accepted; the journal record is
-  written and flushed then. Parts are sent in order (see :func:`split_transaction`); when a part
-  fails, the parts before it stay applied (they are PUTs of deterministic ids, so pushing the
-  case again completes it) and the dead letter says how many were.
+  written and flushed then -- unless an attempt for its patient got no answer (a timeout, a
+  lost response): such an attempt may still land late and overwrite a newer case of the
+  patient. Those patients are verified at the end of the run, once ``settle`` seconds have
+  passed since their last such attempt: the newest confirmed case's versions are read back and
+  the case pushed again if they moved; only then are their journal records written (so
+  ``--resume`` never skips a patient left unverified). A patient whose resources keep moving is
+  dead-lettered (stage ``verify``) and the run fails.
+* Parts are sent in order (see :func:`split_transaction`); when a part fails, the parts before
+  it stay applied (they are PUTs of deterministic ids, so pushing the case again completes it)
+  and the dead letter says how many were.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -52,6 +60,7 @@ from fhir_plao.outbound import ID_MODES, LIMITS, IdMode
 
 if TYPE_CHECKING:
     from fhir_plao.case import Case
+    from fhir_plao.client import PushResult
     from fhir_plao.client.aio import AsyncFhirClient
     from fhir_plao.outbound import Outbound
 
@@ -71,7 +80,8 @@ class PushOptions:
     profiles before sending (a case that fails is not sent); ``ids``: ``client`` (our
     deterministic ids) or ``server`` (conditional updates on our identifiers; see
     :mod:`fhir_plao.outbound`); ``prune``: after each case, delete the patient's resources an
-    earlier push wrote and the case no longer has.
+    earlier push wrote and the case no longer has; ``settle``: seconds to wait after an attempt
+    of unknown fate before verifying its patient (None: the client's read timeout).
     """
 
     journal: Path
@@ -83,12 +93,19 @@ class PushOptions:
     resume: bool = False
     ids: IdMode = "client"
     prune: bool = False
+    settle: float | None = None
 
     def __post_init__(self) -> None:
         if self.ids not in ID_MODES:
             raise InputError(f"ids must be 'client' or 'server', not {self.ids!r}")
         if not isinstance(self.concurrency, int) or self.concurrency < 1:
             raise InputError(f"concurrency must be at least 1, not {self.concurrency!r}")
+        if self.settle is not None and (
+            isinstance(self.settle, bool)
+            or not isinstance(self.settle, int | float)
+            or not 0 <= self.settle <= 3600
+        ):
+            raise InputError(f"settle must be between 0 and 3600 seconds, not {self.settle!r}")
         for name in ("max_entries", "max_bytes"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
@@ -151,6 +168,15 @@ class _Job:
     done: anyio.Event
 
 
+@dataclass(eq=False)
+class _Unsettled:
+    """A patient with an attempt of unknown fate: verified at the end of the run."""
+
+    deadline: float
+    newest: tuple[_Job, Outbound, PushResult, bool] | None = None  # ..., counted as created
+    records: list[dict[str, Any]] = field(default_factory=list)  # journal records held back
+
+
 class _Rejected(Exception):
     """Internal: preparing a case failed; carries the failure."""
 
@@ -176,6 +202,8 @@ class _BulkPush(BulkRun[_Job, CaseResult, PushSummary]):
         self.journal = journal
         self._last_of_patient: dict[str, anyio.Event] = {}
         self._cpu = anyio.CapacityLimiter(1)
+        self._unsettled: dict[str, _Unsettled] = {}
+        self._settle = client.settle_default if options.settle is None else options.settle
 
     async def run(self, sources: Iterable[CaseSource]) -> PushSummary:
         async def feed(send: anyio.abc.ObjectSendStream[_Job]) -> None:
@@ -184,7 +212,7 @@ class _BulkPush(BulkRun[_Job, CaseResult, PushSummary]):
                 if job is not None:
                     await send.send(job)
 
-        return await self.pool(feed, self._work)
+        return await self.pool(feed, self._work, self._verify_unsettled)
 
     def finished(self) -> int:
         s = self.summary
@@ -244,11 +272,15 @@ class _BulkPush(BulkRun[_Job, CaseResult, PushSummary]):
             return
         self.summary.sent += 1
         try:
-            result = await self.client.push(outbound, prune=self.options.prune)
+            result = await self.client.push(outbound, prune=self.options.prune, settle=None)
         except FhirError as exc:
             self.summary.transactions += (exc.parts_applied or 0) + 1
+            if exc.uncertain:
+                self._unsure(job.patient)
             self._failed(job.origin, job.patient, failure_from_error(exc), case=job.case)
             return
+        if result.uncertain:
+            self._unsure(job.patient)
         self.summary.transactions += result.parts
         self.summary.resources_pruned += len(result.pruned)
         created = result.created
@@ -260,14 +292,20 @@ class _BulkPush(BulkRun[_Job, CaseResult, PushSummary]):
             patient_created = result.entries[0].created
         if patient_created is None:
             patient_created = created > 0
-        self.journal.record(
-            source=job.origin.key,
-            patient=job.patient,
-            digest=job.digest,
-            created=created,
-            updated=updated,
-            transactions=len(outbound.parts),
-        )
+        record: dict[str, Any] = {
+            "source": job.origin.key,
+            "patient": job.patient,
+            "digest": job.digest,
+            "created": created,
+            "updated": updated,
+            "transactions": len(outbound.parts),
+        }
+        unsettled = self._unsettled.get(job.patient)
+        if unsettled is None:
+            self.journal.record(**record)
+        else:  # held back until the patient is verified
+            unsettled.records.append(record)
+            unsettled.newest = (job, outbound, result, bool(patient_created))
         if patient_created:
             self.summary.created += 1
         else:
@@ -285,6 +323,43 @@ class _BulkPush(BulkRun[_Job, CaseResult, PushSummary]):
                 len(outbound.parts),
             )
         )
+
+    # ----------------------------------------------------------------- late writes
+
+    def _unsure(self, patient: str) -> None:
+        """An attempt for ``patient`` got no answer: it may land late; verify the patient."""
+        deadline = time.monotonic() + self._settle
+        unsettled = self._unsettled.setdefault(patient, _Unsettled(deadline))
+        unsettled.deadline = max(unsettled.deadline, deadline)
+
+    async def _verify_unsettled(self) -> None:
+        """At the end of the run: each patient with an attempt of unknown fate, once it had
+        ``settle`` seconds to land, read back and pushed again if it moved (see module doc)."""
+        if self._unsettled:
+            log.info(
+                "verifying %d patient(s) with an unanswered attempt, %g s after it",
+                len(self._unsettled),
+                self._settle,
+            )
+        for patient, unsettled in sorted(self._unsettled.items(), key=lambda i: i[1].deadline):
+            await anyio.sleep(max(0.0, unsettled.deadline - time.monotonic()))
+            if unsettled.newest is None:
+                continue  # nothing confirmed: its cases are in the dead letter already
+            job, outbound, result, created = unsettled.newest
+            try:
+                verified = await self.client.verify(outbound, result, prune=self.options.prune)
+            except FhirError as exc:
+                if created:
+                    self.summary.created -= 1
+                else:
+                    self.summary.updated -= 1
+                failure = failure_from_error(exc, stage="verify")
+                self._failed(job.origin, patient, failure, case=job.case)
+                continue
+            self.summary.repushed += verified.repushed
+            for record in unsettled.records:
+                self.journal.record(**record)
+        self._unsettled.clear()
 
     def _prepare(self, case: Case) -> Outbound:
         """The one outbound pipeline: to_fhir, validation and split (in a worker thread)."""

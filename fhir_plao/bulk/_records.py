@@ -71,7 +71,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Stage: TypeAlias = Literal[
-    "read", "json", "case", "mapping", "validation", "split", "server", "transport", "response"
+    "read",
+    "json",
+    "case",
+    "mapping",
+    "validation",
+    "split",
+    "server",
+    "transport",
+    "response",
+    "verify",
 ]
 
 #: at most this many locations per dead letter (a broken case can have hundreds)

@@ -52,8 +52,10 @@ class BulkRun(Generic[Item, Result, Summary]):
         self,
         feed: Callable[[anyio.abc.ObjectSendStream[Item]], Awaitable[None]],
         work: Callable[[Item], Awaitable[None]],
+        then: Callable[[], Awaitable[None]] | None = None,
     ) -> Summary:
-        """Run ``work`` on every item ``feed`` sends, ``concurrency`` at a time; the summary."""
+        """Run ``work`` on every item ``feed`` sends, ``concurrency`` at a time, then ``then``
+        (within the run's time); the summary."""
         started = time.perf_counter()
         send, receive = anyio.create_memory_object_stream[Item](self.concurrency)
 
@@ -70,6 +72,8 @@ class BulkRun(Generic[Item, Result, Summary]):
                     receive.close()
                     async with send:
                         await feed(send)
+            if then is not None:
+                await then()
         finally:
             self.summary.seconds = time.perf_counter() - started
             if self.progress is not None:

@@ -101,6 +101,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "it, a one-case push says how many remain",
     )
     push.add_argument(
+        "--settle",
+        type=_seconds,
+        metavar="SECONDS",
+        help="after an attempt that got no answer (it may still land late, over newer data), "
+        "wait this long, read the versions back and push again if they moved (default: the "
+        "read timeout; bulk: at the end of the run)",
+    )
+    push.add_argument(
         "--dry-run",
         action="store_true",
         help="do everything but send (no server is contacted); print the transaction(s)",
@@ -172,13 +180,26 @@ def run_push(args: argparse.Namespace) -> int:
         for outbound in outbounds:
             try:
                 leftovers = outbound.case is not None
-                results.append(fhir.push(outbound, prune=args.prune, look_for_leftovers=leftovers))
+                settle = {} if args.settle is None else {"settle": args.settle}
+                results.append(
+                    fhir.push(outbound, prune=args.prune, look_for_leftovers=leftovers, **settle)
+                )
             except FhirError as exc:
                 if args.ids == "client" and _refuses_client_ids(exc) and exc.args:
                     hint = "(this server assigns its own ids: push with --ids server)"
                     exc.args = (f"{exc.args[0]} {hint}", *exc.args[1:])
                 raise
     return _report(args, server, results)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 <= value <= 3600:  # NaN fails this too
+        raise argparse.ArgumentTypeError(f"must be between 0 and 3600 seconds, not {text}")
+    return value
 
 
 def _refuses_client_ids(exc: FhirError) -> bool:
@@ -328,6 +349,7 @@ def _report(args: argparse.Namespace, server: str, results: Sequence[PushResult]
                 "failed": len(failed),
                 "left_behind": left,
                 "pruned": pruned,
+                "repushed": sum(r.repushed for r in results),
                 "entries": [entry.as_json() for entry in entries],
             }
         )
@@ -342,6 +364,11 @@ def _report(args: argparse.Namespace, server: str, results: Sequence[PushResult]
             f"pushed {len(entries)} resources to {server} in {parts} transaction(s): "
             f"{created} created, {updated} updated" + (f", {len(failed)} failed" if failed else "")
         )
+        if any(r.repushed for r in results):
+            say(
+                "pushed again: resources changed on the server after the push was confirmed "
+                "(an earlier attempt, unanswered, landed late); now verified"
+            )
         if pruned:
             say(f"pruned {len(pruned)} resource(s) of an earlier push that the case no longer has")
         if left:
@@ -384,6 +411,7 @@ def _bulk(args: argparse.Namespace, sources: CaseInput | list[CaseSource]) -> in
         resume=bool(args.resume),
         ids=args.ids,
         prune=args.prune,
+        settle=args.settle,
         **{k: v for k, v in _prepare_options(args).items() if k.startswith("max_")},
     )
     if progress.enabled:

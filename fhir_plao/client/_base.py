@@ -105,6 +105,13 @@ class ClientBase:
     def retry(self) -> RetryPolicy:
         return self._protocol.retry
 
+    @property
+    def settle_default(self) -> float:
+        """How long a push waits for an attempt of unknown fate to land before it verifies:
+        the read timeout (a request the server has not answered by then was held somewhere)."""
+        read = self._timeout.read
+        return float(read) if read is not None else 60.0
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_url!r})"
 

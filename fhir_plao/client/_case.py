@@ -20,18 +20,34 @@ from fhir_plao.client._core import (
     Flow,
     PushedEntry,
     PushResult,
+    Sleep,
     _issues,
     check_id,
+    parse_etag,
     push_result,
 )
-from fhir_plao.errors import FhirError
+from fhir_plao.errors import FhirError, StaleData, UnexpectedResponse
 
 if TYPE_CHECKING:
     from fhir_plao.case import Case
     from fhir_plao.mapping import MappingResult
     from fhir_plao.outbound import IdMode, Origin, Outbound
 
-__all__ = ["PushSettings", "leftovers_flow", "outbound_of", "pull_flow", "push_case", "push_flow"]
+__all__ = [
+    "PushSettings",
+    "leftovers_flow",
+    "moved_flow",
+    "outbound_of",
+    "pull_flow",
+    "push_case",
+    "push_flow",
+    "verify_flow",
+]
+
+#: how often a case is pushed again when its resources keep moving after it was confirmed
+VERIFY_ROUNDS = 3
+#: GETs per verifying batch
+_READS_PER_BATCH = 500
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +62,10 @@ class PushSettings(TypedDict, total=False):
     limits of one transaction (defaults 500 entries, 8 MiB; None: no limit). ``prune``: delete
     the resources of this patient that an earlier push wrote and the case no longer has (found
     by our item identifier, never another system's); ``look_for_leftovers``: only count them
-    (``PushResult.left_behind``).
+    (``PushResult.left_behind``). ``settle``: when an answer came only after an attempt of
+    unknown fate (``PushResult.uncertain``), wait this many seconds, read the versions back and
+    push again if they moved (see :func:`verify_flow`); None: do not verify (bulk push verifies
+    at the end of its run). The clients default it to their read timeout.
     """
 
     validate: bool
@@ -55,6 +74,7 @@ class PushSettings(TypedDict, total=False):
     max_bytes: int | None
     prune: bool
     look_for_leftovers: bool
+    settle: float | None
 
 
 def push_case(
@@ -62,12 +82,127 @@ def push_case(
 ) -> Flow[PushResult]:
     """Prepare (unless prepared), send, and look for or prune what the case no longer has."""
     outbound = outbound_of(what, **settings)
+    result = yield from _send(protocol, outbound, settings)
+    settle = settings.get("settle")
+    if result.uncertain and settle is not None:
+        result = yield from verify_flow(protocol, outbound, result, wait=settle, **settings)
+    return result
+
+
+def _send(protocol: FhirProtocol, outbound: Outbound, settings: PushSettings) -> Flow[PushResult]:
     result = yield from push_flow(protocol, outbound)
     if settings.get("prune") or settings.get("look_for_leftovers"):
         result = yield from leftovers_flow(
             protocol, outbound, result, prune=bool(settings.get("prune"))
         )
     return result
+
+
+def verify_flow(
+    protocol: FhirProtocol,
+    outbound: Outbound,
+    result: PushResult,
+    *,
+    wait: float,
+    **settings: Unpack[PushSettings],
+) -> Flow[PushResult]:
+    """Make sure no late write has overtaken a confirmed push.
+
+    An attempt whose answer never came (a timeout, a reset after sending, a gateway's 504) may
+    still be on its way and land after the push was confirmed -- or after a newer version of
+    the case was pushed -- and overwrite it. So: wait ``wait`` seconds for such an attempt to
+    land, read back the version of every resource the push confirmed, and when one moved (or
+    is gone), push the case again; repeat while the push again meets attempts of unknown fate,
+    at most :data:`VERIFY_ROUNDS` times. Returns the result (``uncertain`` False, ``repushed``
+    counted); raises :class:`~fhir_plao.errors.StaleData` naming the patient when the
+    resources still move.
+    """
+    repushed = result.repushed
+    patient = next(
+        (
+            f"{e.server.type}/{e.server.id}"
+            for e in result.entries
+            if e.server and e.field == "patient"
+        ),
+        None,
+    )
+    stale = f"{patient or 'the case'}: the server may hold older data than this push confirmed"
+    moved: tuple[str, ...] = ()
+    for _ in range(VERIFY_ROUNDS):
+        if wait > 0:
+            yield Sleep(wait)
+        moved = yield from moved_flow(protocol, result)
+        if not moved:
+            return replace(result, uncertain=False, repushed=repushed)
+        log.warning(
+            "%d resource(s) changed on the server after the push was confirmed (a late write of "
+            "an earlier attempt?): pushing the case again",
+            len(moved),
+        )
+        try:
+            result = yield from _send(protocol, outbound, settings)
+        except FhirError as exc:
+            raise StaleData(
+                f"{stale}: {len(moved)} resource(s) changed after it was confirmed "
+                f"(e.g. {moved[0]}) and pushing it again failed: {exc}",
+                patient=patient,
+                moved=moved,
+            ) from exc
+        repushed += 1
+        if not result.uncertain:
+            return replace(result, repushed=repushed)
+    raise StaleData(
+        f"{stale}: {len(moved)} resource(s) kept changing after it was confirmed "
+        f"(e.g. {moved[0]}); push the case again once nothing else writes it",
+        patient=patient,
+        moved=moved,
+    )
+
+
+def moved_flow(protocol: FhirProtocol, result: PushResult) -> Flow[tuple[str, ...]]:
+    """The confirmed resources (``Type/id``) whose version on the server is no longer the one
+    the push was answered with, or that are gone; read back in batches of GETs. A resource
+    whose confirmed version the server never said counts as moved (it cannot be checked)."""
+    confirmed = {
+        f"{e.server.type}/{e.server.id}": e.server.version
+        for e in result.entries
+        if e.server is not None and not e.failed
+    }
+    refs = list(confirmed)
+    moved: list[str] = []
+    for start in range(0, len(refs), _READS_PER_BATCH):
+        chunk = refs[start : start + _READS_PER_BATCH]
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "batch",
+            "entry": [{"request": {"method": "GET", "url": ref}} for ref in chunk],
+        }
+        answer = yield from protocol.batch(bundle)
+        entries = [e for e in answer.get("entry") or [] if isinstance(e, dict)]
+        if len(entries) != len(chunk):
+            raise UnexpectedResponse(
+                f"reading back {len(chunk)} resources: the batch-response has "
+                f"{len(entries)} entries"
+            )
+        for ref, entry in zip(chunk, entries, strict=True):
+            version = _version_of(entry)
+            if version is None or version != confirmed[ref]:
+                moved.append(ref)
+    return tuple(moved)
+
+
+def _version_of(entry: dict[str, Any]) -> str | None:
+    """The version a batch-response entry of a GET reports; None when the read failed."""
+    response = entry.get("response")
+    status = str(response.get("status", "")) if isinstance(response, dict) else ""
+    if not status.strip().startswith("2"):
+        return None
+    resource = entry.get("resource")
+    meta = resource.get("meta") if isinstance(resource, dict) else None
+    version = meta.get("versionId") if isinstance(meta, dict) else None
+    if isinstance(version, str) and version:
+        return version
+    return parse_etag(response.get("etag")) if isinstance(response, dict) else None
 
 
 def outbound_of(what: Case | Outbound, **settings: Unpack[PushSettings]) -> Outbound:
@@ -95,6 +230,7 @@ def push_flow(protocol: FhirProtocol, outbound: Outbound) -> Flow[PushResult]:
     yield from protocol.capabilities()
     entries: list[PushedEntry] = []
     response: dict[str, Any] = {}
+    uncertain = False
     for n, part in enumerate(outbound.parts):
         try:
             if outbound.kind == "batch":
@@ -103,13 +239,15 @@ def push_flow(protocol: FhirProtocol, outbound: Outbound) -> Flow[PushResult]:
                 response = yield from protocol.transaction(part.bundle)
             result = push_result(part.bundle, response)
         except FhirError as exc:
+            exc.uncertain = exc.uncertain or uncertain
             outbound.trace(exc, n)
             raise
+        uncertain = uncertain or result.uncertain
         entries.extend(
             _annotated(outbound, n, i, entry, origin, response)
             for i, (entry, origin) in enumerate(zip(result.entries, part.origins, strict=True))
         )
-    pushed = PushResult(tuple(entries), response, parts=len(outbound.parts))
+    pushed = PushResult(tuple(entries), response, parts=len(outbound.parts), uncertain=uncertain)
     log.info(
         "pushed %d resources in %d transaction(s) to %s: %d created, %d updated, %d failed",
         len(pushed.entries),

@@ -339,6 +339,13 @@ class RetryPolicy:
 _MAY_HAVE_APPLIED = frozenset({502, 504})
 
 
+@dataclass
+class _Fate:
+    """Internal: whether an attempt of the request being sent may have been applied unseen."""
+
+    unknown: bool = False
+
+
 def _collided(response: Response, request: PendingRequest) -> bool:
     """A 409 to an idempotent write without ``If-Match``: it met a concurrent write of the same
     resources (HAPI: "client-assigned ID constraint failure ... at the same time", or a version
@@ -943,6 +950,11 @@ class PushResult:
     left_behind: tuple[str, ...] | None = None
     #: such resources deleted by ``prune``
     pruned: tuple[str, ...] = ()
+    #: an answer came only after an attempt of unknown fate (a timeout, a lost answer): that
+    #: attempt may still land late and overwrite what was confirmed (see ``verify``)
+    uncertain: bool = False
+    #: how often the case was pushed again because its resources moved after it was confirmed
+    repushed: int = 0
 
     @property
     def ids(self) -> dict[str, ServerId]:
@@ -1019,7 +1031,7 @@ def push_result(sent: Mapping[str, Any], received: dict[str, Any]) -> PushResult
             # the first version is ours: an earlier attempt, whose answer never came, made it
             status = "201 Created (by an earlier attempt whose answer was lost)"
         entries.append(PushedEntry(key, local_ref, server, status))
-    return PushResult(tuple(entries), received)
+    return PushResult(tuple(entries), received, uncertain=after_unknown)
 
 
 def dedupe_resources(resources: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -1205,18 +1217,30 @@ class FhirProtocol:
     # ----------------------------------------------------------------- sending
 
     def exchange(self, request: PendingRequest) -> Flow[Response]:
-        """Send with auth and retries; returns a 2xx response, raises for anything else."""
+        """Send with auth and retries; returns a 2xx response, raises for anything else.
+
+        A write whose earlier attempt may have been applied (and may yet be, late) is marked:
+        the response by ``after_unknown``, the error by ``uncertain``."""
+        fate = _Fate()
+        try:
+            return (yield from self._exchange(request, fate))
+        except FhirError as exc:
+            exc.uncertain = fate.unknown and request.method not in ("GET", "HEAD")
+            raise
+
+    def _exchange(self, request: PendingRequest, fate: _Fate) -> Flow[Response]:
         policy = self.retry
         attempt = 1
         unknown = False  # whether an earlier attempt may have been applied
         while True:
+            fate.unknown = unknown
             log.debug("%s %s (attempt %d)", request.method, sanitize_url(request.url), attempt)
             try:
                 response = yield from self._authorised(request)
                 if 200 <= response.status < 300 and request.expects_resource:
                     _check_complete(response)
             except TransportFailure as failure:
-                unknown = unknown or failure.may_have_arrived
+                unknown = fate.unknown = unknown or failure.may_have_arrived
                 if request.idempotent and attempt < policy.attempts:
                     delay = policy.backoff(attempt, self.rng)
                     log.warning(
@@ -1237,7 +1261,7 @@ class FhirProtocol:
                 return dataclasses.replace(response, after_unknown=True) if unknown else response
             if response.status in policy.statuses or _collided(response, request):
                 if response.status in _MAY_HAVE_APPLIED:
-                    unknown = True  # a gateway gave up waiting; the server may still apply it
+                    unknown = fate.unknown = True  # a gateway gave up; it may still be applied
                 now = self.clock()
                 if not request.idempotent:
                     raise error_for(

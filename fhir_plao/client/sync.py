@@ -19,7 +19,7 @@ from fhir_plao.client._base import (
     PagedResultsBase,
     httpx_request,
 )
-from fhir_plao.client._case import PushSettings, pull_flow, push_case
+from fhir_plao.client._case import PushSettings, pull_flow, push_case, verify_flow
 from fhir_plao.client._core import (
     AuthLike,
     Emit,
@@ -228,8 +228,23 @@ class FhirClient(ClientBase, Closing):
 
     def push(self, case: Case | Outbound, **settings: Unpack[PushSettings]) -> PushResult:
         """Send a case (mapped once, validated, split; see :class:`PushSettings`) or an Outbound;
-        a failure is raised traced to the case field, resource and element (``exc.locations``)."""
+        a failure is raised traced to the case field, resource and element (``exc.locations``).
+        An answer that came after an attempt of unknown fate is verified (``settle``)."""
+        settings.setdefault("settle", self.settle_default)
         return self._run(push_case(self._protocol, case, **settings))
+
+    def verify(
+        self,
+        outbound: Outbound,
+        result: PushResult,
+        *,
+        wait: float = 0.0,
+        **settings: Unpack[PushSettings],
+    ) -> PushResult:
+        """Read back what ``result`` confirmed; push ``outbound`` again if it moved (a late write
+        of an earlier attempt). Raises :class:`~fhir_plao.errors.StaleData` when it keeps moving.
+        """
+        return self._run(verify_flow(self._protocol, outbound, result, wait=wait, **settings))
 
     def pull(self, patient_id: str) -> MappingResult:
         """Fetch the patient's resources and return ``from_fhir``'s case and unmapped report."""

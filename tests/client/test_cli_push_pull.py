@@ -615,3 +615,64 @@ def test_broken_input_on_stdin_exits_2_naming_it(
 
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and tx.call_count == 0
+
+
+# --------------------------------------------------------------------------- late writes
+
+
+def a_late_write(rest: list[Any]) -> Any:
+    """The server side of a push whose first attempt timed out: the retry is answered; the
+    read-back (a batch of GETs) finds the first entry at version 2 -- the timed-out attempt
+    landed after it; then each of ``rest`` answers a further POST."""
+
+    def read_back(request: httpx.Request) -> httpx.Response:
+        sent = jsonio.loads(request.content)
+        assert sent["type"] == "batch"
+        entries = [
+            {"response": {"status": "200 OK", "etag": f'W/"{2 if n == 0 else 1}"'}}
+            for n, _ in enumerate(sent["entry"])
+        ]
+        return fhir_response(
+            200, {"resourceType": "Bundle", "type": "batch-response", "entry": entries}
+        )
+
+    answers = iter([httpx.ReadTimeout("held"), answer_transaction, read_back, *rest])
+
+    def respond(request: httpx.Request) -> httpx.Response:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer(request)
+
+    return respond
+
+
+@pytest.mark.usefixtures("no_leftovers")
+def test_a_push_whose_first_attempt_may_land_late_is_read_back_and_pushed_again(
+    server, case_file, capsys
+) -> None:
+    posts = server.post(BASE).mock(side_effect=a_late_write([answer_transaction]))
+
+    code = main(["push", str(case_file), "--server", BASE, "--settle", "0", "--format", "json"])
+
+    assert code == 0
+    methods = [jsonio.loads(c.request.content)["type"] for c in posts.calls]
+    assert methods == ["transaction", "transaction", "batch", "transaction"]
+    result = jsonio.loads(capsys.readouterr().out)
+    assert result["ok"] is True and result["repushed"] == 1
+
+
+@pytest.mark.usefixtures("no_leftovers")
+def test_a_push_that_cannot_be_made_the_newest_again_names_the_patient(
+    server, case_file, capsys
+) -> None:
+    refused = lambda request: fhir_response(500, outcome("database unavailable"))  # noqa: E731
+    server.post(BASE).mock(side_effect=a_late_write([refused] * 4))
+
+    code = main(["push", str(case_file), "--server", BASE, "--settle", "0"])
+
+    assert code == 1
+    *warnings, line = capsys.readouterr().err.splitlines()
+    assert "pushing the case again" in warnings[-1]
+    assert line.startswith("fhir-plao push: error: Patient/plao-")
+    assert ": the server may hold older data than this push confirmed: 1 resource(s)" in line

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from bulk_helpers import FAST_RETRY, cases, read_ndjson, write_ndjson
+from bulk_helpers import FAST_RETRY, cases, patient_id, read_ndjson, write_ndjson
 from fault_proxy import (
     CUT,
     HTML,
@@ -30,6 +30,7 @@ from fault_proxy import (
 from fhir_plao.bulk import PushOptions, PushSummary, open_cases, push_cases
 from fhir_plao.case import Case
 from fhir_plao.client import AsyncFhirClient, FhirClient, Timeout
+from fhir_plao.compare import case_differences
 from fhir_plao.mapping import to_fhir
 
 pytestmark = pytest.mark.timeout(600)
@@ -133,3 +134,82 @@ def test_through_each_fault_nothing_is_duplicated_or_lost_and_resume_is_exact(
     assert (again.skipped, again.failed) == ((4, 0) if confirmed else (3, 0))
     assert server_counts(fresh_fhir_server_url, types) == expected
     assert len(read_ndjson(tmp_path / "run.journal.ndjson")) == 4
+
+
+# --------------------------------------------------------------------------- late writes
+
+
+def amended(case: Case) -> Case:
+    """A newer version of ``case``: its first lab amended (same patient, same items)."""
+    labs = list(case.labs)
+    labs[0] = labs[0].model_copy(update={"status": "amended"})
+    return case.model_copy(update={"labs": tuple(labs)})
+
+
+def on_the_server(url: str, case: Case) -> Case:
+    with FhirClient(url) as fhir:
+        return fhir.pull(patient_id(case)).case
+
+
+def test_a_held_first_attempt_of_an_older_version_does_not_outlive_the_run(
+    fresh_fhir_server_url: str, tmp_path: Path
+) -> None:
+    """The late-write scenario: two versions of one patient in one file; the first version's
+    transaction is held past the client's timeout, retried, and the second version written;
+    then the held attempt reaches the server and makes the older data the newest. The run
+    verifies the patient after the settle time, finds its versions moved, and pushes the
+    newer case again: the server ends with the newer version."""
+    older = cases(1, seed=331)[0]
+    newer = amended(older)
+    source = write_ndjson(tmp_path / "cases.ndjson", [older, newer])
+
+    with FaultProxy(
+        fresh_fhir_server_url, first(1, stall(READ_TIMEOUT + 1.5), older.patient.identifier)
+    ) as proxy:
+        summary = bulk(proxy.url, source, tmp_path)
+        proxy.wait_idle()
+        (held,) = [r for r in proxy.seen if r.fault is not None]
+
+    print(
+        f"\n[late write] held attempt answered {held.status} after the run's other writes; "
+        f"cases {summary.confirmed} confirmed, {summary.repushed} pushed again",
+        end="",
+    )
+    assert held.status == 200  # the held attempt did land, after the newer case
+    assert (summary.confirmed, summary.failed, summary.repushed) == (2, 0, 1)
+    assert case_differences(on_the_server(fresh_fhir_server_url, newer), newer) == []
+    assert len(read_ndjson(tmp_path / "run.journal.ndjson")) == 2
+
+
+def test_a_patient_that_cannot_be_verified_fails_the_run_and_is_not_journalled(
+    fresh_fhir_server_url: str, tmp_path: Path
+) -> None:
+    """The same late write, and every later transaction of the patient held too: the newer
+    case cannot be made the newest again, so the run fails naming the patient (dead letter,
+    stage ``verify``), and ``--resume`` pushes the patient again."""
+    older = cases(1, seed=337)[0]
+    newer = amended(older)
+    source = write_ndjson(tmp_path / "cases.ndjson", [older, newer])
+    seen = [0]
+
+    def rule(request: ProxiedRequest) -> Fault | None:
+        if request.method != "POST" or older.patient.identifier.encode() not in request.body:
+            return None
+        seen[0] += 1  # 1: older, held; 2: its retry; 3: newer; then the pushes again: held
+        return stall(READ_TIMEOUT + 1.5) if seen[0] == 1 or seen[0] > 3 else None
+
+    with FaultProxy(fresh_fhir_server_url, rule) as proxy:
+        summary = bulk(proxy.url, source, tmp_path)
+        proxy.wait_idle()
+
+    (dead,) = read_ndjson(tmp_path / "run.dead-letter.ndjson")
+    print(f"\n[late write, unverifiable] {dead['stage']}: {dead['reason'][:120]}", end="")
+    assert (summary.confirmed, summary.failed) == (1, 1)
+    assert dead["stage"] == "verify" and dead["patient"].endswith(older.patient.identifier)
+    assert dead["reason"].startswith(f"Patient/{patient_id(older)}: the server may hold older data")
+    assert dead["case"]["labs"][0]["status"] == "amended"  # the newer case, to push again
+    assert not (tmp_path / "run.journal.ndjson").read_text().strip()  # nothing to skip
+
+    again = bulk(fresh_fhir_server_url, source, tmp_path, resume=True)
+    assert (again.skipped, again.confirmed, again.failed) == (0, 2, 0)
+    assert case_differences(on_the_server(fresh_fhir_server_url, newer), newer) == []
